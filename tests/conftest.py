@@ -1,4 +1,55 @@
+"""Suite-wide fixtures.
+
+``_no_secret_in_any_log`` collects every log record of the whole run (DEBUG included) and fails the
+run if the corp secret, callback token, AES key or any access_token that an emulator issued appears
+in it (invariant 8).
+"""
+
+from __future__ import annotations
+
+import logging
 import pathlib
 import sys
+from collections.abc import Iterator
+
+import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+
+class _CollectingHandler(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage()
+        except Exception:  # a broken format string is still worth scanning raw
+            text = f"{record.msg!r} {record.args!r}"
+        if record.exc_info and record.exc_info[1] is not None:
+            text += " " + repr(record.exc_info[1])
+        self.lines.append(text)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_secret_in_any_log() -> Iterator[None]:
+    from sandbox.emulator import WeComEmulator
+
+    handler = _CollectingHandler()
+    root = logging.getLogger()
+    previous_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(previous_level)
+    instances = getattr(WeComEmulator, "instances", list)
+    secrets = {s for emu in instances() for s in emu.secrets() if s}
+    everything = "\n".join(handler.lines)
+    leaked = [secret for secret in secrets if secret in everything]
+    assert not leaked, f"{len(leaked)} secret(s) appear in the logs, e.g. in: " + next(
+        line[:200].replace(leaked[0], "<SECRET>") for line in handler.lines if leaked[0] in line
+    )
