@@ -1,0 +1,262 @@
+"""HTTP transport of the KF client: token cache on wechatpy, bounded retries, errcode mapping.
+
+wechatpy 1.8.18's own retry on 40001/40014/42001 recurses without a cap, so the client is built with
+``auto_retry=False`` and the token is refreshed here, at most once per call. Its ``gettoken`` URL is
+hard-coded, so ``fetch_access_token`` is overridden to use the configured base (the emulator).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+from wechatpy.enterprise import WeChatClient
+from wechatpy.exceptions import WeChatClientException
+
+from ..errors import (
+    KfAccessTokenInvalid,
+    KfApiError,
+    KfDuplicateMsgId,
+    KfError,
+    KfNetworkError,
+    KfRateLimited,
+    error_for,
+    redact,
+    register_secret,
+)
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class _RedactFilter(logging.Filter):
+    """urllib3 logs request lines (with ``access_token=``) at DEBUG; rewrite them before any handler."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args:
+            record.msg = redact(record.getMessage())
+            record.args = None
+        else:
+            record.msg = redact(record.msg)
+        return True
+
+
+_url_logger = logging.getLogger("urllib3.connectionpool")
+if not any(isinstance(f, _RedactFilter) for f in _url_logger.filters):
+    _url_logger.addFilter(_RedactFilter())
+
+
+def make_session(pool_size: int) -> requests.Session:
+    """One session whose connection pool serves ``pool_size`` concurrent threads per host."""
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+class TokenClient(WeChatClient):
+    """wechatpy's enterprise client with every URL, gettoken included, under ``api_base``."""
+
+    expires_at: int | None
+
+    def __init__(
+        self, corp_id: str, secret: str, *, api_base: str, timeout: float, http: requests.Session
+    ) -> None:
+        super().__init__(corp_id, secret, timeout=timeout, auto_retry=False)
+        self.API_BASE_URL = api_base
+        self._http = http
+        self.fetch_count = 0
+
+    def fetch_access_token(self) -> dict[str, Any]:
+        """https://developer.work.weixin.qq.com/document/path/91039"""
+        self.fetch_count += 1
+        logger.debug("fetching a new access_token")
+        res = self._http.get(
+            self.API_BASE_URL + "gettoken",
+            params={"corpid": self.corp_id, "corpsecret": self.secret},
+            timeout=self.timeout,
+        )
+        if res.status_code >= 400:
+            raise WeChatClientException(None, None, client=self, response=res)
+        result = self._handle_result(res)  # raises on a non-zero errcode
+        if not isinstance(result, dict) or not isinstance(result.get("access_token"), str):
+            raise KfNetworkError("gettoken: answer is not a token", api="gettoken")
+        token = result["access_token"]
+        register_secret(token)
+        expires_in = int(result.get("expires_in") or 7200)
+        self.session.set(self.access_token_key, token, expires_in)
+        self.expires_at = int(time.time()) + expires_in
+        return result
+
+
+def _connection_refused(exc: requests.ConnectionError) -> bool:
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(reason, urllib3.exceptions.NewConnectionError)
+
+
+def http_error(api: str, response: requests.Response | None) -> KfError:
+    """An error for a non-2xx answer: 5xx is a (retryable) network error."""
+    status = None if response is None else response.status_code
+    if status == 429:
+        return KfRateLimited(f"{api}: HTTP 429", api=api)
+    if status is None or status >= 500:
+        return KfNetworkError(f"{api}: HTTP {status}", api=api, http_status=status)
+    return KfApiError(f"{api}: HTTP {status}", api=api)
+
+
+def to_kf_error(exc: BaseException, api: str, *, msgid_sent: bool = False) -> KfError:
+    """Map a requests / wechatpy exception to the channel's hierarchy; texts are redacted."""
+    if isinstance(exc, KfError):
+        return exc
+    if isinstance(exc, requests.ConnectTimeout):
+        return KfNetworkError(f"{api}: connect timeout", api=api, ambiguous=False)
+    if isinstance(exc, requests.Timeout):
+        return KfNetworkError(f"{api}: read timeout", api=api)
+    if isinstance(exc, requests.ConnectionError):
+        refused = _connection_refused(exc)
+        return KfNetworkError(f"{api}: connection error: {exc}", api=api, ambiguous=not refused)
+    if isinstance(exc, WeChatClientException):
+        if exc.errcode is None:
+            return http_error(api, exc.response)
+        return error_for(int(exc.errcode), str(exc.errmsg), api, msgid_sent=msgid_sent)
+    return KfNetworkError(f"{api}: {type(exc).__name__}: {exc}", api=api)
+
+
+class Transport:
+    """Token handling, JSON calls and the retry loop shared by every KF API method."""
+
+    def __init__(
+        self,
+        corp_id: str,
+        secret: str,
+        *,
+        api_base: str,
+        timeout: float,
+        max_attempts: int,
+        backoff_base: float,
+        backoff_cap: float,
+        session: requests.Session | None,
+        pool_size: int,
+    ) -> None:
+        register_secret(secret)
+        if not api_base.endswith("/"):
+            api_base += "/"
+        self.api_base = api_base
+        self.timeout = timeout
+        self.max_attempts = max(1, max_attempts)
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self._own_session = session is None
+        self.session = session if session is not None else make_session(pool_size)
+        self.client = TokenClient(corp_id, secret, api_base=api_base, timeout=timeout, http=self.session)
+        self._token_lock = threading.Lock()  # one gettoken at a time: no stampede
+        self._closed = threading.Event()
+
+    # --- token ----------------------------------------------------------------------------------------
+
+    def token(self) -> str:
+        with self._token_lock:
+            try:
+                return str(self.client.access_token)
+            except (requests.RequestException, WeChatClientException) as exc:
+                raise to_kf_error(exc, "gettoken") from None
+
+    def invalidate(self, stale: str) -> None:
+        """Forget ``stale`` unless another thread already replaced it."""
+        with self._token_lock:
+            key = self.client.access_token_key
+            if self.client.session.get(key) == stale:
+                self.client.session.delete(key)
+                self.client.expires_at = None
+
+    # --- calls ------------------------------------------------------------------------------------------
+
+    def call(self, api: str, send: Callable[[str], T], *, idempotent: bool = True) -> T:
+        """Run ``send(access_token)``: token refreshed at most once, retryable errors retried."""
+        refreshed = False
+        failures = 0
+        while True:
+            token: str | None = None
+            try:
+                token = self.token()
+                return send(token)
+            except KfAccessTokenInvalid as err:
+                if refreshed or token is None:
+                    self._log_failure(api, err)
+                    raise
+                refreshed = True
+                logger.info("%s: access_token rejected (errcode %s); fetching a new one", api, err.errcode)
+                self.invalidate(token)
+            except KfError as err:
+                failures += 1
+                # A failed gettoken never reached the call itself, so it is always safe to repeat.
+                if not self._should_retry(err, failures, idempotent or token is None):
+                    self._log_failure(api, err)
+                    raise
+                delay = self._backoff(failures)
+                logger.info("%s; retry %d in %.2f s", err, failures, delay)
+                if self._closed.wait(delay):
+                    raise
+
+    def json_request(
+        self,
+        method: str,
+        path: str,
+        token: str,
+        *,
+        params: dict[str, Any] | None = None,
+        body: dict[str, Any] | None = None,
+        files: dict[str, Any] | None = None,
+        msgid_sent: bool = False,
+    ) -> dict[str, Any]:
+        """One HTTP request through wechatpy; returns the JSON answer or raises a KfError."""
+        if logger.isEnabledFor(logging.DEBUG):
+            shown = json.dumps(body, ensure_ascii=False) if body is not None else ""
+            logger.debug("WeCom %s %s params=%s body=%s", method, path, redact(params or {}), redact(shown))
+        query = dict(params or {})
+        query["access_token"] = token
+        kwargs: dict[str, Any] = {"params": query, "timeout": self.timeout}
+        if body is not None:
+            kwargs["data"] = body
+            kwargs["headers"] = {"Content-Type": "application/json; charset=utf-8"}
+        if files is not None:
+            kwargs["files"] = files
+        try:
+            request = self.client.get if method == "GET" else self.client.post
+            result = request(path, **kwargs)
+        except (requests.RequestException, WeChatClientException) as exc:
+            raise to_kf_error(exc, path, msgid_sent=msgid_sent) from None
+        if not isinstance(result, dict):
+            raise KfNetworkError(f"{path}: answer is not JSON", api=path)
+        return result
+
+    def close(self) -> None:
+        self._closed.set()
+        if self._own_session:
+            self.session.close()
+
+    def _should_retry(self, err: KfError, failures: int, idempotent: bool) -> bool:
+        if not err.retryable or failures >= self.max_attempts or self._closed.is_set():
+            return False
+        # A call that must not run twice is not resent after the request may have reached WeCom.
+        return idempotent or not (isinstance(err, KfNetworkError) and err.ambiguous)
+
+    def _backoff(self, failures: int) -> float:
+        ceiling = min(self.backoff_cap, self.backoff_base * (2 ** (failures - 1)))
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+    @staticmethod
+    def _log_failure(api: str, err: KfError) -> None:
+        if isinstance(err, KfDuplicateMsgId):
+            logger.info("%s: msgid already used, the message was sent before", api)
+        else:
+            logger.warning("WeCom call failed (errcode=%s): %s", err.errcode, err)

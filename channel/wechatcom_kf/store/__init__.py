@@ -1,0 +1,22 @@
+"""State store backends: JSON file (default, one instance) and Redis (several instances)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .base import DONE_TTL_SECONDS, StateStore, StoreError
+from .json_store import JsonFileStore
+
+if TYPE_CHECKING:
+    from .redis_store import RedisStore
+
+__all__ = ["DONE_TTL_SECONDS", "JsonFileStore", "RedisStore", "StateStore", "StoreError"]
+
+
+def __getattr__(name: str) -> Any:
+    # redis-py is needed only by deployments that use it.
+    if name == "RedisStore":
+        from .redis_store import RedisStore
+
+        return RedisStore
+    raise AttributeError(name)

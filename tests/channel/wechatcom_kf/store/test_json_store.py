@@ -1,0 +1,178 @@
+"""JsonFileStore specifics: file safety, upstream migration, group commit, pruning."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from channel.wechatcom_kf.store import JsonFileStore, StoreError
+from channel.wechatcom_kf.store.json_store import FILE_NAME
+
+KF = "wkAAAA"
+
+
+def item(msgid: str) -> dict[str, Any]:
+    return {"msgid": msgid, "open_kfid": KF, "origin": 3, "msgtype": "text", "text": {"content": "hi"}}
+
+
+def on_disk(directory: Path) -> dict[str, Any]:
+    return json.loads((directory / FILE_NAME).read_text("utf-8"))
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    s = JsonFileStore(tmp_path / "state", commit_delay=0.01)
+    yield s
+    s.close()
+
+
+def test_files_are_private(tmp_path: Path, store: JsonFileStore):
+    store.accept_page(KF, "c1", [item("m1")])
+    assert stat.S_IMODE(os.stat(store.path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(store.directory).st_mode) & 0o077 == 0
+
+
+def test_existing_public_file_becomes_private(tmp_path: Path):
+    path = tmp_path / FILE_NAME
+    path.write_text(json.dumps({KF: "c0"}))
+    os.chmod(path, 0o644)
+    JsonFileStore(tmp_path).close()
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+def test_accept_page_is_on_disk_when_it_returns(store: JsonFileStore):
+    store.accept_page(KF, "c1", [item("m1")], skipped_ids=["old"])
+    doc = on_disk(store.directory)
+    assert doc["accounts"][KF]["cursor"] == "c1"
+    assert [it["msgid"] for it in doc["accounts"][KF]["pending"]] == ["m1"]
+    assert "old" in doc["done"]
+
+
+def test_finish_reaches_disk_without_flush(store: JsonFileStore):
+    store.accept_page(KF, "c1", [item("m1")])
+    store.finish("m1")
+    # Bounded wait for the background group commit (no flush() called).
+    for _ in range(200):
+        if "m1" in on_disk(store.directory)["done"]:
+            break
+        store._wake.wait(0.01)
+    doc = on_disk(store.directory)
+    assert "m1" in doc["done"]
+    assert doc["accounts"][KF]["pending"] == []
+
+
+def test_group_commit_bounds_rewrites(store: JsonFileStore):
+    for page in range(10):
+        store.accept_page(KF, f"c{page}", [item(f"m{page}-{i}") for i in range(1000)])
+    writes_before = store.write_count
+    assert writes_before == 10
+    for page in range(10):
+        for i in range(1000):
+            store.finish(f"m{page}-{i}")
+    store.flush()
+    rewrites = store.write_count - writes_before
+    print(f"10000 finish() calls -> {rewrites} file rewrites")
+    assert 1 <= rewrites < 1000
+    assert store.pending(KF) == []
+    assert len(on_disk(store.directory)["done"]) == 10_000
+
+
+def test_leftover_temp_files_are_ignored_and_removed(tmp_path: Path):
+    first = JsonFileStore(tmp_path)
+    first.accept_page(KF, "c1", [item("m1")])
+    first.close()
+    leftover = tmp_path / f".{FILE_NAME}.99999.tmp"
+    leftover.write_bytes(b'{"version": 1, "accounts": {"wkAAAA": {"cur')  # a write cut short
+    second = JsonFileStore(tmp_path)
+    assert second.load_cursor(KF) == "c1"
+    assert [it["msgid"] for it in second.pending(KF)] == ["m1"]
+    assert not leftover.exists()
+    second.close()
+
+
+def test_failed_write_keeps_old_file_and_rolls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    store = JsonFileStore(tmp_path)
+    store.accept_page(KF, "c1", [item("m1")])
+    before = (tmp_path / FILE_NAME).read_bytes()
+
+    def disk_full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(OSError):
+        store.accept_page(KF, "c2", [item("m2")])
+    monkeypatch.undo()
+    assert (tmp_path / FILE_NAME).read_bytes() == before
+    assert list(tmp_path.glob(".*.tmp")) == []
+    # Not durable means not accepted: the caller may retry the same page.
+    assert store.load_cursor(KF) == "c1"
+    assert [it["msgid"] for it in store.accept_page(KF, "c2", [item("m2")])] == ["m2"]
+    store.close()
+
+
+def test_crash_between_write_and_replace_keeps_old_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    store = JsonFileStore(tmp_path)
+    store.accept_page(KF, "c1", [item("m1")])
+
+    def crash(src: object, dst: object) -> None:
+        raise KeyboardInterrupt  # stands for the process dying right here
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(KeyboardInterrupt):
+        store.accept_page(KF, "c2", [item("m2")])
+    monkeypatch.undo()
+    reopened = JsonFileStore(tmp_path)
+    assert reopened.load_cursor(KF) == "c1"
+    assert [it["msgid"] for it in reopened.pending(KF)] == ["m1"]
+    reopened.close()
+    store.close()
+
+
+def test_upstream_cursor_file_is_migrated(tmp_path: Path):
+    (tmp_path / FILE_NAME).write_text(json.dumps({KF: "upstream-cursor", "wkOTHER": "c9"}))
+    store = JsonFileStore(tmp_path)
+    assert store.load_cursor(KF) == "upstream-cursor"
+    assert store.load_cursor("wkOTHER") == "c9"
+    assert store.pending(KF) == []
+    doc = on_disk(tmp_path)
+    assert doc["version"] == 1
+    assert doc["accounts"][KF]["cursor"] == "upstream-cursor"
+    store.close()
+
+
+def test_unreadable_file_fails_with_a_clear_message(tmp_path: Path):
+    (tmp_path / FILE_NAME).write_text('{"version": 1, "accounts": {')
+    with pytest.raises(StoreError, match=FILE_NAME):
+        JsonFileStore(tmp_path)
+    (tmp_path / FILE_NAME).write_text('{"version": 7}')
+    with pytest.raises(StoreError, match="version"):
+        JsonFileStore(tmp_path)
+
+
+def test_expired_done_ids_are_pruned_from_disk(tmp_path: Path):
+    now = [1000.0]
+    store = JsonFileStore(tmp_path, done_ttl_seconds=10, clock=lambda: now[0])
+    store.accept_page(KF, "c1", [], skipped_ids=[f"old{i}" for i in range(100)])
+    now[0] += 11
+    store.accept_page(KF, "c2", [], skipped_ids=["fresh"])
+    assert list(on_disk(tmp_path)["done"]) == ["fresh"]
+    store.close()
+
+
+def test_items_without_msgid_are_rejected(store: JsonFileStore):
+    with pytest.raises(ValueError):
+        store.accept_page(KF, "c", [{"msgtype": "text"}])
+    assert store.load_cursor(KF) is None
+
+
+def test_finish_after_close_is_still_written(tmp_path: Path):
+    store = JsonFileStore(tmp_path)
+    store.accept_page(KF, "c", [item("m1")])
+    store.close()
+    store.finish("m1")
+    assert "m1" in on_disk(tmp_path)["done"]
