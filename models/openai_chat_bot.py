@@ -1,0 +1,186 @@
+"""A chat bot for any OpenAI-compatible `/chat/completions` API, with bounded per-session memory.
+
+API reference: https://platform.openai.com/docs/api-reference/chat/create
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import mimetypes
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from bridge.context import Context, ContextType
+from bridge.reply import Reply, ReplyType
+from models.bot import Bot
+from models.openai_http import OpenAIHttpClient, OpenAIRequestError, chinese_error_message
+from models.session_memory import SessionMemory
+
+logger = logging.getLogger(__name__)
+
+RESET_COMMANDS = frozenset({"#清除记忆", "#reset", "#清除"})
+RESET_ALL_COMMANDS = frozenset({"#清除所有", "#reset_all"})
+DEFAULT_SESSION = "default"
+MAX_IMAGE_BYTES = 10 * 1024 * 1024  # bigger images are skipped rather than blowing up the request
+
+_MAGIC_MIME = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+    (b"BM", "image/bmp"),
+)
+
+
+class OpenAIChatBot(Bot):
+    """Answers TEXT contexts (with `image_paths` as vision input when enabled)."""
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        api_base: str = "https://api.openai.com/v1",
+        model: str = "gpt-4o-mini",
+        system_prompt: str = "",
+        temperature: float = 0.7,
+        proxy: str = "",
+        timeout: float = 60.0,
+        max_history_turns: int = 10,
+        max_history_chars: int = 4000,
+        expires_in_seconds: float = 3600.0,
+        max_sessions: int = 10_000,
+        vision_input: bool = False,
+        max_attempts: int = 3,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 8.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.model = model
+        self.system_prompt = system_prompt
+        self.temperature = temperature
+        self.vision_input = vision_input
+        self.client = OpenAIHttpClient(
+            api_key,
+            api_base,
+            proxy=proxy,
+            timeout=timeout,
+            max_attempts=max_attempts,
+            backoff_base=backoff_base,
+            backoff_cap=backoff_cap,
+        )
+        self.memory = SessionMemory(
+            max_turns=max_history_turns,
+            max_chars=max_history_chars,
+            expires_in_seconds=expires_in_seconds,
+            max_sessions=max_sessions,
+            clock=clock,
+        )
+
+    def reply(self, query: str, context: Context | None = None) -> Reply:
+        ctype = context.type if context is not None else ContextType.TEXT
+        if ctype not in (None, ContextType.TEXT):
+            return Reply(ReplyType.ERROR, f"暂不支持处理 {ctype} 类型的消息。")
+        query = (query or "").strip()
+        session_id = str(context.get("session_id") or DEFAULT_SESSION) if context else DEFAULT_SESSION
+        if query in RESET_COMMANDS:
+            self.memory.clear(session_id)
+            return Reply(ReplyType.INFO, "记忆已清除。")
+        if query in RESET_ALL_COMMANDS:
+            self.memory.clear_all()
+            return Reply(ReplyType.INFO, "所有人的记忆已清除。")
+        image_paths = _image_paths(context)
+        if not query and not image_paths:
+            return Reply(ReplyType.TEXT, "你好像什么都没说，请问有什么可以帮您？")
+        logger.debug("[openai] session=%s query=%s images=%d", session_id, query, len(image_paths))
+        messages = self._build_messages(session_id, query, image_paths)
+        try:
+            answer = self._complete(messages)
+        except OpenAIRequestError as err:
+            logger.warning("[openai] session=%s chat completion failed: %s", session_id, err)
+            return Reply(ReplyType.ERROR, chinese_error_message(err))
+        self.memory.add_turn(session_id, _remembered_query(query, image_paths), answer)
+        logger.debug("[openai] session=%s answer=%s", session_id, answer)
+        return Reply(ReplyType.TEXT, answer)
+
+    def _build_messages(self, session_id: str, query: str, image_paths: list[str]) -> list[dict[str, Any]]:
+        messages: list[dict[str, Any]] = []
+        if self.system_prompt:
+            messages.append({"role": "system", "content": self.system_prompt})
+        for turn in self.memory.history(session_id, reserve_chars=len(query) + len(self.system_prompt)):
+            messages.append({"role": "user", "content": turn.user})
+            messages.append({"role": "assistant", "content": turn.assistant})
+        messages.append({"role": "user", "content": self._user_content(query, image_paths)})
+        return messages
+
+    def _user_content(self, query: str, image_paths: list[str]) -> str | list[dict[str, Any]]:
+        if not image_paths:
+            return query
+        if not self.vision_input:
+            # The model should know an image came, so it can say it cannot see it.
+            note = f"[用户还发送了 {len(image_paths)} 张图片，当前无法查看图片内容]"
+            return f"{query}\n{note}" if query else note
+        parts: list[dict[str, Any]] = [{"type": "text", "text": query or "请看这些图片。"}]
+        for path in image_paths:
+            url = image_data_url(path)
+            if url is not None:
+                parts.append({"type": "image_url", "image_url": {"url": url}})
+        return parts
+
+    def _complete(self, messages: list[dict[str, Any]]) -> str:
+        body = {"model": self.model, "messages": messages, "temperature": self.temperature}
+        resp = self.client.post("chat/completions", json=body)
+        try:
+            data = resp.json()
+            content = data["choices"][0]["message"]["content"]
+        except (ValueError, KeyError, IndexError, TypeError):
+            raise OpenAIRequestError("bad_response", resp.status_code) from None
+        if not isinstance(content, str) or not content.strip():
+            raise OpenAIRequestError("bad_response", resp.status_code)
+        return content.strip()
+
+
+def image_data_url(path: str) -> str | None:
+    """`data:<mime>;base64,...` for a local image, or None when missing, too big or not an image."""
+    try:
+        if os.path.getsize(path) > MAX_IMAGE_BYTES:
+            logger.warning("[openai] image skipped: larger than %d bytes", MAX_IMAGE_BYTES)
+            return None
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        logger.warning("[openai] image skipped: %s", type(exc).__name__)
+        return None
+    mime = _sniff_mime(data) or mimetypes.guess_type(path)[0]
+    if not mime or not mime.startswith("image/"):
+        logger.warning("[openai] image skipped: unknown format")
+        return None
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def _sniff_mime(data: bytes) -> str | None:
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    for magic, mime in _MAGIC_MIME:
+        if data.startswith(magic):
+            return mime
+    return None
+
+
+def _image_paths(context: Context | None) -> list[str]:
+    if context is None:
+        return []
+    paths = context.get("image_paths") or []
+    if not isinstance(paths, (list, tuple)):
+        return []
+    # A file that vanished (e.g. cleaned up) is skipped rather than failing the whole answer.
+    return [p for p in paths if isinstance(p, str) and p and os.path.isfile(p)]
+
+
+def _remembered_query(query: str, image_paths: list[str]) -> str:
+    # Images are not kept in memory (size); a note keeps the conversation understandable.
+    if not image_paths:
+        return query
+    return f"{query}\n[用户发送了 {len(image_paths)} 张图片]".strip()

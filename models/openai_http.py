@@ -1,0 +1,152 @@
+"""A small HTTP client for OpenAI-compatible APIs: bearer auth, proxy, timeout, capped retries.
+
+Shared by the chat bot and the speech provider. Errors come out as `OpenAIRequestError`, whose text
+never contains the API key or the request URL (requests' exception texts may include both).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import requests
+
+logger = logging.getLogger(__name__)
+
+# Statuses worth another try: rate limiting and server-side trouble.
+RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
+
+
+class OpenAIRequestError(Exception):
+    """A failed call. `kind` is one of "timeout", "connection", "http", "bad_response"."""
+
+    def __init__(self, kind: str, status: int | None = None, code: str | None = None) -> None:
+        self.kind = kind
+        self.status = status
+        self.code = code  # the API's error code/type, e.g. "context_length_exceeded"
+        super().__init__(f"{kind} status={status} code={code}")
+
+
+def chinese_error_message(err: OpenAIRequestError) -> str:
+    """A message a customer can read; says what happened without any internal detail."""
+    if err.kind == "timeout":
+        return "抱歉，模型服务响应超时，请稍后再试。"
+    if err.kind == "connection":
+        return "抱歉，暂时无法连接到模型服务，请稍后再试。"
+    if err.kind == "bad_response":
+        return "抱歉，模型服务返回了无法识别的内容，请稍后再试。"
+    if err.status in (401, 403):
+        return "抱歉，模型服务鉴权失败，请管理员检查 API Key 配置。"
+    if err.status == 429:
+        return "抱歉，当前请求太多，请稍后再试。"
+    if err.code == "context_length_exceeded":
+        return "抱歉，对话内容太长了，请发送「#清除记忆」后重新提问。"
+    if err.status is not None and err.status >= 500:
+        return "抱歉，模型服务暂时不可用，请稍后再试。"
+    return f"抱歉，模型服务返回错误（HTTP {err.status}），请稍后再试。"
+
+
+class OpenAIHttpClient:
+    """POSTs to `<api_base>/<path>` with retries on 429/5xx, timeouts and connection errors."""
+
+    def __init__(
+        self,
+        api_key: str,
+        api_base: str = "https://api.openai.com/v1",
+        *,
+        proxy: str = "",
+        timeout: float = 60.0,
+        max_attempts: int = 3,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 8.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._api_key = api_key
+        self.api_base = api_base.rstrip("/")
+        self._proxies = {"http": proxy, "https": proxy} if proxy else None
+        self.timeout = timeout
+        self.max_attempts = max(1, int(max_attempts))
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self._sleep = sleep
+        self._local = threading.local()  # requests.Session is not documented as thread-safe
+
+    def _session(self) -> requests.Session:
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            self._local.session = session
+        return session
+
+    def post(self, path: str, **kwargs: Any) -> requests.Response:
+        """POST with retries; returns a 2xx response or raises OpenAIRequestError.
+
+        `kwargs` go to requests (json=, data=, files=); file contents must be bytes so a retry can
+        send them again.
+        """
+        url = f"{self.api_base}/{path.lstrip('/')}"
+        headers = {"Authorization": f"Bearer {self._api_key}"}
+        last: OpenAIRequestError | None = None
+        for attempt in range(1, self.max_attempts + 1):
+            retry_after: float | None = None
+            try:
+                resp = self._session().post(
+                    url, headers=headers, timeout=self.timeout, proxies=self._proxies, **kwargs
+                )
+            except requests.Timeout:
+                last = OpenAIRequestError("timeout")
+            except requests.RequestException as exc:
+                # Only the class name: the message may carry the URL and proxy credentials.
+                logger.debug("request to %s failed: %s", path, type(exc).__name__)
+                last = OpenAIRequestError("connection")
+            else:
+                if resp.ok:
+                    return resp
+                last = OpenAIRequestError("http", resp.status_code, _error_code(resp))
+                if resp.status_code not in RETRY_STATUSES:
+                    raise last
+                retry_after = _retry_after(resp)
+            if attempt < self.max_attempts:
+                delay = self._delay(attempt, retry_after)
+                logger.warning(
+                    "%s failed (%s), attempt %d/%d, retrying in %.2fs",
+                    path,
+                    last,
+                    attempt,
+                    self.max_attempts,
+                    delay,
+                )
+                self._sleep(delay)
+        assert last is not None
+        raise last
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        delay = min(self.backoff_cap, self.backoff_base * (2 ** (attempt - 1)))
+        delay *= 0.5 + random.random() / 2  # jitter spreads retries of many sessions apart
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, self.backoff_cap))
+        return delay
+
+
+def _retry_after(resp: requests.Response) -> float | None:
+    try:
+        return max(0.0, float(resp.headers.get("Retry-After", "")))
+    except ValueError:
+        return None
+
+
+def _error_code(resp: requests.Response) -> str | None:
+    try:
+        body = resp.json()
+    except ValueError:
+        return None
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return None
+    logger.debug("error body: %s", error.get("message"))
+    code = error.get("code") or error.get("type")
+    return str(code) if code else None

@@ -1,0 +1,1 @@
+"""Audio conversion (an ffmpeg with AMR-NB) and optional speech providers."""
