@@ -28,48 +28,124 @@ class SettingSpec:
     secret: bool = False
 
 
-def _alias(name: str) -> tuple[str, ...]:
-    return (name,)
-
-
 KF_SETTINGS: tuple[SettingSpec, ...] = (
-    SettingSpec("wechatcom_corp_id", "", str, "WECHATCOM_CORP_ID", "企业ID CorpID / the corp's CorpID",
-                _alias("wechat_kf_corp_id")),
-    SettingSpec("wechatcom_kf_secret", "", str, "WECHATCOM_KF_SECRET",
-                "自建应用的 Secret / secret of the self-built app allowed to call the KF API",
-                _alias("wechat_kf_secret"), secret=True),
-    SettingSpec("wechatcom_kf_token", "", str, "WECHATCOM_KF_TOKEN",
-                "回调 Token / callback Token (接收消息 → 设置API接收)", _alias("wechat_kf_token"), secret=True),
-    SettingSpec("wechatcom_kf_aes_key", "", str, "WECHATCOM_KF_AES_KEY",
-                "回调 EncodingAESKey（43 个字符）/ callback EncodingAESKey (43 characters)",
-                _alias("wechat_kf_aes_key"), secret=True),
-    SettingSpec("wechatcom_kf_port", 9899, int, "WECHATCOM_KF_PORT",
-                "回调 HTTP 端口 / port of the callback HTTP server (path /wxkf/)", _alias("wechat_kf_port")),
-    SettingSpec("wechatcom_kf_host", "0.0.0.0", str, "WECHATCOM_KF_HOST",
-                "回调 HTTP 监听地址 / address the callback HTTP server listens on"),
-    SettingSpec("wechatcom_kf_cursor_dir", "tmp", str, "WECHATCOM_KF_CURSOR_DIR",
-                "状态目录（游标、待处理消息、媒体）；相对路径按项目根目录解析 / state directory (cursor, "
-                "pending messages, media); a relative path is resolved against the project root"),
-    SettingSpec("wechatcom_kf_skip_history_on_first_start", True, bool,
-                "WECHATCOM_KF_SKIP_HISTORY_ON_FIRST_START",
-                "首次启动（无游标）时跳过历史消息，只回复唤醒本次拉取的消息 / on first start (no cursor) skip "
-                "history and answer only the message that woke us"),
-    SettingSpec("wechatcom_kf_max_message_age_hours", 48.0, float, "WECHATCOM_KF_MAX_MESSAGE_AGE_HOURS",
-                "停机后只回复不超过该时长的消息（默认等于企业微信 48 小时发送窗口）/ after downtime, answer only "
-                "messages younger than this (default: WeCom's 48 h send window)"),
-    SettingSpec("wechatcom_kf_welcome_text", "", str, "WECHATCOM_KF_WELCOME_TEXT",
-                "用户进入会话时的欢迎语，空表示不发送 / welcome message on enter_session, empty = none"),
-    SettingSpec("wechatcom_kf_merge_window_seconds", 3.0, float, "WECHATCOM_KF_MERGE_WINDOW_SECONDS",
-                "图片/文件等先到时等待同一用户追问的秒数，合并为一轮 / seconds an image or file waits for the "
-                "same customer's question, to be answered as one turn"),
-    SettingSpec("wechatcom_kf_api_base", WECOM_API_BASE, str, "WECHATCOM_KF_API_BASE",
-                "企业微信 API 地址（沙盒/模拟器时修改）/ WeCom API base URL (changed for the sandbox emulator)"),
-    SettingSpec("wechatcom_kf_request_timeout", 10.0, float, "WECHATCOM_KF_REQUEST_TIMEOUT",
-                "调用企业微信 API 的超时秒数 / timeout in seconds of one WeCom API call"),
-    SettingSpec("wechatcom_kf_http_threads", 32, int, "WECHATCOM_KF_HTTP_THREADS",
-                "回调 HTTP 服务线程数 / worker threads of the callback HTTP server"),
-    SettingSpec("wechatcom_kf_http_backlog", 512, int, "WECHATCOM_KF_HTTP_BACKLOG",
-                "回调 HTTP 服务连接队列长度 / accept queue length of the callback HTTP server"),
+    SettingSpec(
+        "wechatcom_corp_id",
+        "",
+        str,
+        "WECHATCOM_CORP_ID",
+        "企业ID CorpID / the corp's CorpID",
+        ("wechat_kf_corp_id",),
+    ),
+    SettingSpec(
+        "wechatcom_kf_secret",
+        "",
+        str,
+        "WECHATCOM_KF_SECRET",
+        "自建应用的 Secret / secret of the self-built app allowed to call the KF API",
+        ("wechat_kf_secret",),
+        secret=True,
+    ),
+    SettingSpec(
+        "wechatcom_kf_token",
+        "",
+        str,
+        "WECHATCOM_KF_TOKEN",
+        "回调 Token / callback Token (接收消息 → 设置API接收)",
+        ("wechat_kf_token",),
+        secret=True,
+    ),
+    SettingSpec(
+        "wechatcom_kf_aes_key",
+        "",
+        str,
+        "WECHATCOM_KF_AES_KEY",
+        "回调 EncodingAESKey（43 个字符）/ callback EncodingAESKey (43 characters)",
+        ("wechat_kf_aes_key",),
+        secret=True,
+    ),
+    SettingSpec(
+        "wechatcom_kf_port",
+        9899,
+        int,
+        "WECHATCOM_KF_PORT",
+        "回调 HTTP 端口 / port of the callback HTTP server (path /wxkf/)",
+        ("wechat_kf_port",),
+    ),
+    SettingSpec(
+        "wechatcom_kf_host",
+        "0.0.0.0",
+        str,
+        "WECHATCOM_KF_HOST",
+        "回调 HTTP 监听地址 / address the callback HTTP server listens on",
+    ),
+    SettingSpec(
+        "wechatcom_kf_cursor_dir",
+        "tmp",
+        str,
+        "WECHATCOM_KF_CURSOR_DIR",
+        "状态目录（游标、待处理消息、媒体）；相对路径按项目根目录解析 / state directory (cursor, "
+        "pending messages, media); a relative path is resolved against the project root",
+    ),
+    SettingSpec(
+        "wechatcom_kf_skip_history_on_first_start",
+        True,
+        bool,
+        "WECHATCOM_KF_SKIP_HISTORY_ON_FIRST_START",
+        "首次启动（无游标）时跳过历史消息，只回复唤醒本次拉取的消息 / on first start (no cursor) skip "
+        "history and answer only the message that woke us",
+    ),
+    SettingSpec(
+        "wechatcom_kf_max_message_age_hours",
+        48.0,
+        float,
+        "WECHATCOM_KF_MAX_MESSAGE_AGE_HOURS",
+        "停机后只回复不超过该时长的消息（默认等于企业微信 48 小时发送窗口）/ after downtime, answer only "
+        "messages younger than this (default: WeCom's 48 h send window)",
+    ),
+    SettingSpec(
+        "wechatcom_kf_welcome_text",
+        "",
+        str,
+        "WECHATCOM_KF_WELCOME_TEXT",
+        "用户进入会话时的欢迎语，空表示不发送 / welcome message on enter_session, empty = none",
+    ),
+    SettingSpec(
+        "wechatcom_kf_merge_window_seconds",
+        3.0,
+        float,
+        "WECHATCOM_KF_MERGE_WINDOW_SECONDS",
+        "图片/文件等先到时等待同一用户追问的秒数，合并为一轮 / seconds an image or file waits for the "
+        "same customer's question, to be answered as one turn",
+    ),
+    SettingSpec(
+        "wechatcom_kf_api_base",
+        WECOM_API_BASE,
+        str,
+        "WECHATCOM_KF_API_BASE",
+        "企业微信 API 地址（沙盒/模拟器时修改）/ WeCom API base URL (changed for the sandbox emulator)",
+    ),
+    SettingSpec(
+        "wechatcom_kf_request_timeout",
+        10.0,
+        float,
+        "WECHATCOM_KF_REQUEST_TIMEOUT",
+        "调用企业微信 API 的超时秒数 / timeout in seconds of one WeCom API call",
+    ),
+    SettingSpec(
+        "wechatcom_kf_http_threads",
+        32,
+        int,
+        "WECHATCOM_KF_HTTP_THREADS",
+        "回调 HTTP 服务线程数 / worker threads of the callback HTTP server",
+    ),
+    SettingSpec(
+        "wechatcom_kf_http_backlog",
+        512,
+        int,
+        "WECHATCOM_KF_HTTP_BACKLOG",
+        "回调 HTTP 服务连接队列长度 / accept queue length of the callback HTTP server",
+    ),
 )
 
 
@@ -136,7 +212,8 @@ class KfSettings:
     def __repr__(self) -> str:  # secrets must never reach a log line through repr()
         secret_names = {spec.name for spec in KF_SETTINGS if spec.secret}
         shown = ", ".join(
-            f"{f.name}={'***' if f.name in secret_names else repr(getattr(self, f.name))}" for f in fields(self)
+            f"{f.name}={'***' if f.name in secret_names else repr(getattr(self, f.name))}"
+            for f in fields(self)
         )
         return f"KfSettings({shown})"
 

@@ -1,0 +1,153 @@
+"""Entry point: ``python app.py [--config PATH] [--sandbox]``.
+
+Loads the configuration, configures logging (the only place that does), loads plugins, starts every
+channel named by ``channel_type`` in its own thread and stops them cleanly on SIGINT/SIGTERM.
+Exit codes: 0 after a clean stop, 1 when a channel crashed, 2 for a configuration problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from typing import Any
+
+import config
+from channel.channel import Channel
+
+logger = logging.getLogger("app")
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+EXIT_OK, EXIT_CRASHED, EXIT_CONFIG = 0, 1, 2
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="chatgpt-on-wechat compatible runtime")
+    parser.add_argument("--config", help="path of config.json (default: config.json next to app.py)")
+    parser.add_argument("--sandbox", action="store_true", help="run against the local WeCom emulator")
+    return parser.parse_args(argv)
+
+
+def configure_logging(debug: bool) -> None:
+    root = logging.getLogger()
+    if not any(getattr(h, "_cow_app", False) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        handler._cow_app = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    root.setLevel(logging.DEBUG if debug else logging.INFO)
+
+
+def channel_types(value: Any) -> list[str]:
+    """``channel_type`` as a list: a string, a comma-separated string or a list."""
+    items = value if isinstance(value, list | tuple) else str(value or "").split(",")
+    return [str(item).strip() for item in items if str(item).strip()]
+
+
+def fail(message: str) -> int:
+    print(message, file=sys.stderr, flush=True)
+    return EXIT_CONFIG
+
+
+class App:
+    def __init__(self) -> None:
+        self.channels: list[Channel] = []
+        self.threads: list[threading.Thread] = []
+        self.stop_requested = threading.Event()
+        self.crashed = threading.Event()
+        self.sandbox: Any = None
+
+    def create_channels(self, names: list[str]) -> None:
+        from channel.channel_factory import create_channel
+
+        for name in names:
+            self.channels.append(create_channel(name))
+
+    def _serve(self, channel: Channel) -> None:
+        try:
+            channel.startup()
+        except Exception:
+            logger.exception("channel %s crashed", channel.channel_type)
+            self.crashed.set()
+        finally:
+            # A channel that stops serving ends the app: nobody would answer on it any more.
+            self.stop_requested.set()
+
+    def start(self) -> None:
+        for channel in self.channels:
+            thread = threading.Thread(
+                target=self._serve, args=(channel,), name=f"channel-{channel.channel_type}"
+            )
+            thread.daemon = True
+            self.threads.append(thread)
+            thread.start()
+            logger.info("channel %s started", channel.channel_type)
+
+    def shutdown(self, timeout: float) -> None:
+        for channel in self.channels:
+            try:
+                channel.stop()
+            except Exception:
+                logger.exception("stopping channel %s failed", channel.channel_type)
+        for thread in self.threads:
+            thread.join(timeout)
+            if thread.is_alive():
+                logger.warning("%s did not stop within %.0f s", thread.name, timeout)
+        if self.sandbox is not None:
+            try:
+                self.sandbox.stop()
+            except Exception:
+                logger.exception("stopping the sandbox failed")
+        logger.info("stopped")
+
+
+def _install_signal_handlers(app: App) -> None:
+    def on_signal(signum: int, _frame: Any) -> None:
+        logger.info("received %s, stopping", signal.Signals(signum).name)
+        app.stop_requested.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+
+def run(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    configure_logging(debug=False)  # early, so warnings about the configuration are seen
+    try:
+        cfg = config.load_config(args.config)
+    except (ValueError, OSError) as exc:
+        return fail(f"configuration error: {exc}")
+    configure_logging(debug=bool(cfg.get("debug")))
+    config.log_config()
+    app = App()
+    _install_signal_handlers(app)
+    if args.sandbox:
+        from sandbox.launcher import start_sandbox
+
+        app.sandbox = start_sandbox(config.conf())
+        print(f"sandbox: {app.sandbox.url}", flush=True)
+    from plugins import PluginManager
+
+    PluginManager().load_plugins()
+    try:
+        app.create_channels(channel_types(config.conf().get("channel_type")))
+    except ValueError as exc:
+        app.shutdown(timeout=1.0)
+        return fail(f"configuration error: {exc}")
+    if not app.channels:
+        app.shutdown(timeout=1.0)
+        return fail("configuration error: channel_type names no channel")
+    app.start()
+    app.stop_requested.wait()
+    app.shutdown(timeout=float(config.conf().get("shutdown_timeout_seconds", 10.0)) + 5.0)
+    return EXIT_CRASHED if app.crashed.is_set() else EXIT_OK
+
+
+def main() -> None:
+    sys.exit(run())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+import pytest
+
+import config
+from bridge.bridge import CHAT, TEXT_TO_VOICE, VOICE_TO_TEXT, Bridge
+from bridge.context import Context, ContextType
+from bridge.reply import Reply, ReplyType
+
+
+class StubBot:
+    def __init__(self):
+        self.calls = []
+
+    def reply(self, query, context):
+        self.calls.append((query, context))
+        return Reply(ReplyType.TEXT, f"echo:{query}")
+
+
+class StubVoice:
+    def voiceToText(self, path):  # noqa: N802 - CoW's name
+        return Reply(ReplyType.TEXT, f"heard:{path}")
+
+    def textToVoice(self, text):  # noqa: N802
+        return Reply(ReplyType.VOICE, f"/tmp/{len(text)}.mp3")
+
+
+def load(tmp_path, **overrides):
+    path = tmp_path / "config.json"
+    path.write_text("{}", encoding="utf-8")
+    config.load_config(str(path), overrides=overrides, environ={})
+    Bridge().reset()
+
+
+@pytest.fixture(autouse=True)
+def fresh_bridge():
+    saved = config.config
+    Bridge._drop_instance()
+    yield
+    Bridge._drop_instance()
+    config.config = saved
+
+
+def test_bridge_is_one_instance():
+    assert Bridge() is Bridge()
+
+
+def test_chat_goes_to_the_registered_bot():
+    bot = StubBot()
+    Bridge().set_bot(bot)
+    ctx = Context(ContextType.TEXT, "hi", {"session_id": "s"})
+    reply = Bridge().fetch_reply_content("hi", ctx)
+    assert (reply.type, reply.content) == (ReplyType.TEXT, "echo:hi")
+    assert bot.calls == [("hi", ctx)]
+    assert Bridge().get_bot(CHAT) is bot
+
+
+def test_bot_type_is_auto_resolved_from_the_api_key(tmp_path):
+    load(tmp_path)
+    assert Bridge().get_bot_type(CHAT) == "echo"
+    load(tmp_path, open_ai_api_key="sk-x")
+    assert Bridge().get_bot_type(CHAT) == "openai"
+    load(tmp_path, open_ai_api_key="sk-x", bot_type="custom")
+    assert Bridge().get_bot_type(CHAT) == "custom"
+
+
+def test_reset_forgets_registered_bots():
+    Bridge().set_bot(StubBot())
+    Bridge().reset()
+    assert CHAT not in Bridge().bots
+
+
+def test_voice_routes_to_the_voice_provider():
+    Bridge().set_bot(StubVoice(), VOICE_TO_TEXT)
+    Bridge().set_bot(StubVoice(), TEXT_TO_VOICE)
+    assert Bridge().fetch_voice_to_text("a.wav").content == "heard:a.wav"
+    assert Bridge().fetch_text_to_voice("hello").type == ReplyType.VOICE
+
+
+def test_voice_without_provider_answers_instead_of_failing(tmp_path):
+    load(tmp_path, voice_to_text="", text_to_voice="")
+    assert Bridge().fetch_voice_to_text("a.wav").type == ReplyType.INFO
+    reply = Bridge().fetch_text_to_voice("plain")
+    assert (reply.type, reply.content) == (ReplyType.TEXT, "plain")
