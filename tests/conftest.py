@@ -46,8 +46,7 @@ def _no_secret_in_any_log() -> Iterator[None]:
     finally:
         root.removeHandler(handler)
         root.setLevel(previous_level)
-    instances = getattr(WeComEmulator, "instances", list)
-    secrets = {s for emu in instances() for s in emu.secrets() if s}
+    secrets = set(WeComEmulator.secrets_of_all_emulators())
     everything = "\n".join(handler.lines)
     leaked = [secret for secret in secrets if secret in everything]
     assert not leaked, f"{len(leaked)} secret(s) appear in the logs, e.g. in: " + next(

@@ -1,0 +1,7 @@
+"""A WeCom Customer Service (微信客服) emulator: the other side of the protocol, over real HTTP."""
+
+from sandbox.emulator.emulator import WeComEmulator
+from sandbox.emulator.faults import Faults
+from sandbox.emulator.models import Rejection, SentMessage, UploadedMedia
+
+__all__ = ["Faults", "Rejection", "SentMessage", "UploadedMedia", "WeComEmulator"]

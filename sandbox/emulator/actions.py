@@ -1,0 +1,263 @@
+"""Customer, receptionist and system actions: each appends to an account's log and may fire a callback."""
+
+from __future__ import annotations
+
+import copy
+from concurrent.futures import Future
+from typing import Any
+
+from sandbox.emulator import feed, media, sessions
+from sandbox.emulator.models import SEND_WINDOW
+from sandbox.emulator.state import EmulatorState
+
+
+class ActionsMixin:
+    """Mixed into WeComEmulator; relies on its ``state``, ``_known`` and ``fire_callback``."""
+
+    state: EmulatorState
+
+    def _known(self, open_kfid: str, user: str | None = None) -> None:
+        raise NotImplementedError
+
+    def fire_callback(self, open_kfid: str, url: str | None = None, wait: bool = True) -> int | Future[int]:
+        raise NotImplementedError
+
+    def _announce(self, open_kfid: str, notify: bool, wait: bool) -> None:
+        if notify:
+            self.fire_callback(open_kfid, wait=wait)
+
+    def customer_send(
+        self,
+        open_kfid: str,
+        user: str,
+        msgtype: str,
+        body: dict[str, Any],
+        send_time: float | None = None,
+        notify: bool = True,
+        wait: bool = False,
+    ) -> str:
+        """Append a customer message (origin 3) of any msgtype; returns its msgid."""
+        self._known(open_kfid, user)
+        msgid = self.state.new_msgid()
+        when = self.state.now() if send_time is None else float(send_time)
+        item = {
+            "msgid": msgid,
+            "open_kfid": open_kfid,
+            "external_userid": user,
+            "send_time": int(when),
+            "origin": 3,
+            "msgtype": msgtype,
+            msgtype: copy.deepcopy(body),
+        }
+        with self.state.lock:
+            self.state.append_item(open_kfid, item)
+            sessions.record_customer_message(self.state, open_kfid, user, msgid, when)
+            feed.entry(self.state, open_kfid, user, "customer", msgtype, body, msgid=msgid)
+        self._announce(open_kfid, notify, wait)
+        return msgid
+
+    def customer_text(
+        self,
+        open_kfid: str,
+        user: str,
+        text: str,
+        notify: bool = True,
+        send_time: float | None = None,
+        wait: bool = False,
+    ) -> str:
+        return self.customer_send(open_kfid, user, "text", {"content": text}, send_time, notify, wait)
+
+    def customer_media(
+        self,
+        open_kfid: str,
+        user: str,
+        kind: str,
+        data: bytes,
+        filename: str = "",
+        notify: bool = True,
+        send_time: float | None = None,
+        wait: bool = False,
+    ) -> str:
+        """A customer image/voice/video/file message; the bytes are stored for media/get."""
+        if kind not in feed.MEDIA_KINDS:
+            raise ValueError(f"kind must be one of {feed.MEDIA_KINDS}")
+        media_id = media.store(self, kind, data, filename)  # type: ignore[arg-type]
+        return self.customer_send(open_kfid, user, kind, {"media_id": media_id}, send_time, notify, wait)
+
+    def _event(self, open_kfid: str, event: dict[str, Any]) -> str:
+        msgid = self.state.new_msgid()
+        body = {"open_kfid": open_kfid, **copy.deepcopy(event)}
+        item = {
+            "msgid": msgid,
+            "send_time": int(self.state.now()),
+            "origin": 4,
+            "msgtype": "event",
+            "event": body,
+        }
+        self.state.append_item(open_kfid, item)
+        return msgid
+
+    def push_event(
+        self, open_kfid: str, event: dict[str, Any], notify: bool = True, wait: bool = False
+    ) -> str:
+        """Append any raw event body (origin 4; ``open_kfid`` added when missing); returns its msgid."""
+        self._known(open_kfid)
+        msgid = self._event(open_kfid, event)
+        user = str(event.get("external_userid", ""))
+        feed.system(self.state, open_kfid, user, f"event {event.get('event_type', '?')}")
+        self._announce(open_kfid, notify, wait)
+        return msgid
+
+    def enter_session(
+        self,
+        open_kfid: str,
+        user: str,
+        scene: str = "",
+        scene_param: str = "",
+        notify: bool = True,
+        wait: bool = False,
+    ) -> str:
+        """Event enter_session; returns the welcome_code ("" when WeCom would not give one)."""
+        self._known(open_kfid, user)
+        with self.state.lock:
+            session = self.state.session(open_kfid, user)
+            now = self.state.now()
+            recent_msg = session.last_msg_time is not None and now - session.last_msg_time <= SEND_WINDOW
+            recent_welcome = (
+                session.last_welcome_time is not None and now - session.last_welcome_time <= SEND_WINDOW
+            )
+            code = (
+                ""
+                if recent_msg or recent_welcome
+                else sessions.issue_code(self.state, "welcome", open_kfid, user, None)
+            )
+            session.last_enter = {"scene": scene, "scene_param": scene_param}
+            session.last_enter_time = now
+            event: dict[str, Any] = {
+                "event_type": "enter_session",
+                "external_userid": user,
+                "scene": scene,
+                "scene_param": scene_param,
+            }
+            if code:
+                event["welcome_code"] = code
+            self._event(open_kfid, event)
+            feed.system(self.state, open_kfid, user, "customer entered the session")
+        self._announce(open_kfid, notify, wait)
+        return code
+
+    def servicer_text(
+        self,
+        open_kfid: str,
+        user: str,
+        text: str,
+        servicer_userid: str = "zhangsan",
+        notify: bool = True,
+        wait: bool = False,
+    ) -> str:
+        """A receptionist message typed in the WeCom client (origin 5); implies state 3 (no event)."""
+        self._known(open_kfid, user)
+        msgid = self.state.new_msgid()
+        item = {
+            "msgid": msgid,
+            "open_kfid": open_kfid,
+            "external_userid": user,
+            "send_time": int(self.state.now()),
+            "origin": 5,
+            "servicer_userid": servicer_userid,
+            "msgtype": "text",
+            "text": {"content": text},
+        }
+        with self.state.lock:
+            self.state.servicers.add(servicer_userid)
+            session = self.state.session(open_kfid, user)
+            session.state, session.servicer_userid = 3, servicer_userid
+            self.state.append_item(open_kfid, item)
+            feed.entry(
+                self.state,
+                open_kfid,
+                user,
+                "servicer",
+                "text",
+                {"content": text},
+                msgid=msgid,
+                servicer_userid=servicer_userid,
+            )
+        self._announce(open_kfid, notify, wait)
+        return msgid
+
+    def take_over(
+        self,
+        open_kfid: str,
+        user: str,
+        servicer_userid: str = "zhangsan",
+        notify: bool = True,
+        wait: bool = False,
+    ) -> None:
+        """A receptionist takes the session: state 3, event session_status_change 1 (or 2 if transferred)."""
+        self._known(open_kfid, user)
+        with self.state.lock:
+            self.state.servicers.add(servicer_userid)
+            session = self.state.session(open_kfid, user)
+            old = session.servicer_userid if session.state == 3 else None
+            event: dict[str, Any] = {
+                "event_type": "session_status_change",
+                "external_userid": user,
+                "change_type": 2 if old else 1,
+                "new_servicer_userid": servicer_userid,
+            }
+            if old:
+                event["old_servicer_userid"] = old
+            if not old:
+                event["msg_code"] = sessions.issue_code(self.state, "pool", open_kfid, user, 3)
+                session.pool_code_issued = True
+            session.state, session.servicer_userid = 3, servicer_userid
+            self._event(open_kfid, event)
+            feed.system(self.state, open_kfid, user, f"{servicer_userid} took over the session")
+        self._announce(open_kfid, notify, wait)
+
+    def hand_back(self, open_kfid: str, user: str, notify: bool = True, wait: bool = False) -> None:
+        """The receptionist ends the session: state 4, session_status_change 3 with a closing msg_code."""
+        self._known(open_kfid, user)
+        with self.state.lock:
+            session = self.state.session(open_kfid, user)
+            event: dict[str, Any] = {
+                "event_type": "session_status_change",
+                "external_userid": user,
+                "change_type": 3,
+                "old_servicer_userid": session.servicer_userid or "",
+            }
+            session.state, session.servicer_userid = 4, None
+            event["msg_code"] = sessions.issue_code(self.state, "closing", open_kfid, user, 4)
+            self._event(open_kfid, event)
+            feed.system(self.state, open_kfid, user, "session ended by the receptionist")
+        self._announce(open_kfid, notify, wait)
+
+    def recall(
+        self, open_kfid: str, user: str, recall_msgid: str, notify: bool = True, wait: bool = False
+    ) -> str:
+        """The customer recalls one of their messages: event user_recall_msg."""
+        self._known(open_kfid, user)
+        event = {"event_type": "user_recall_msg", "external_userid": user, "recall_msgid": recall_msgid}
+        msgid = self._event(open_kfid, event)
+        feed.system(self.state, open_kfid, user, "customer recalled a message", recall_msgid=recall_msgid)
+        self._announce(open_kfid, notify, wait)
+        return msgid
+
+    def send_fail(
+        self,
+        open_kfid: str,
+        user: str,
+        fail_msgid: str,
+        fail_type: int = 0,
+        notify: bool = True,
+        wait: bool = False,
+    ) -> str:
+        """Event msg_send_fail for a message the app sent."""
+        event = {
+            "event_type": "msg_send_fail",
+            "external_userid": user,
+            "fail_msgid": fail_msgid,
+            "fail_type": fail_type,
+        }
+        return self.push_event(open_kfid, event, notify=notify, wait=wait)

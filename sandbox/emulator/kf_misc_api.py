@@ -1,0 +1,123 @@
+"""gettoken, service_state, customer/batchget, account/list, servicer/list (fact sheet §6-§8)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sandbox.emulator import sessions
+from sandbox.emulator.kf_api import _check_account
+from sandbox.emulator.models import SEND_WINDOW, ApiError, ApiRequest
+
+if TYPE_CHECKING:
+    from sandbox.emulator.emulator import WeComEmulator
+
+
+def gettoken(emu: WeComEmulator, req: ApiRequest) -> dict[str, Any]:
+    """https://developer.work.weixin.qq.com/document/path/91039"""
+    if req.query.get("corpid") != emu.corp_id or req.query.get("corpsecret") != emu.secret:
+        raise ApiError(40001, "invalid credential")
+    token, expires_in = emu.tokens.issue_access_token()
+    return {"errcode": 0, "errmsg": "ok", "access_token": token, "expires_in": expires_in}
+
+
+def _session_key(emu: WeComEmulator, data: dict[str, Any]) -> tuple[str, str]:
+    open_kfid = _check_account(emu, data.get("open_kfid"))
+    user = data.get("external_userid")
+    if not isinstance(user, str) or not user:
+        raise ApiError(40058, "missing external_userid")
+    if user not in emu.state.customers:
+        raise ApiError(40096, "invalid external_userid")
+    return open_kfid, user
+
+
+def service_state_get(emu: WeComEmulator, req: ApiRequest) -> dict[str, Any]:
+    """https://developer.work.weixin.qq.com/document/path/94669"""
+    open_kfid, user = _session_key(emu, req.json())
+    with emu.state.lock:
+        session = emu.state.session(open_kfid, user)
+        answer: dict[str, Any] = {"errcode": 0, "errmsg": "ok", "service_state": session.state}
+        if session.state == 3:
+            answer["servicer_userid"] = session.servicer_userid or ""
+    return answer
+
+
+def service_state_trans(emu: WeComEmulator, req: ApiRequest) -> dict[str, Any]:
+    """https://developer.work.weixin.qq.com/document/path/94669"""
+    data = req.json()
+    open_kfid, user = _session_key(emu, data)
+    new_state = data.get("service_state")
+    if not isinstance(new_state, int):
+        raise ApiError(40058, "invalid service_state")
+    servicer = data.get("servicer_userid")
+    code = sessions.transition(
+        emu.state, open_kfid, user, new_state, servicer if isinstance(servicer, str) else None
+    )
+    emu.feed_system(open_kfid, user, f"service_state -> {new_state} (API)")
+    answer: dict[str, Any] = {"errcode": 0, "errmsg": "ok"}
+    if code:
+        answer["msg_code"] = code
+    return answer
+
+
+def customer_batchget(emu: WeComEmulator, req: ApiRequest) -> dict[str, Any]:
+    """https://developer.work.weixin.qq.com/document/path/95159"""
+    data = req.json()
+    ids = data.get("external_userid_list")
+    if not isinstance(ids, list) or not 1 <= len(ids) <= 100:
+        raise ApiError(40058, "invalid external_userid_list")
+    with_context = bool(data.get("need_enter_session_context"))
+    found: list[dict[str, Any]] = []
+    invalid: list[Any] = []
+    with emu.state.lock:
+        now = emu.state.now()
+        for user in ids:
+            customer = emu.state.customers.get(user) if isinstance(user, str) else None
+            if customer is None:
+                invalid.append(user)
+                continue
+            entry: dict[str, Any] = {
+                "external_userid": customer.external_userid,
+                "nickname": customer.nickname,
+                "avatar": "",
+                "gender": customer.gender,
+                "unionid": customer.unionid,
+            }
+            if with_context:
+                entry["enter_session_context"] = _latest_enter(emu, user, now)
+            found.append(entry)
+    return {"errcode": 0, "errmsg": "ok", "customer_list": found, "invalid_external_userid": invalid}
+
+
+def _latest_enter(emu: WeComEmulator, user: str, now: float) -> dict[str, Any]:
+    latest: tuple[float, dict[str, Any]] | None = None
+    for (_, uid), session in emu.state.sessions.items():
+        when = session.last_enter_time
+        if uid != user or when is None or session.last_enter is None or now - when > SEND_WINDOW:
+            continue
+        if latest is None or when > latest[0]:
+            latest = (when, session.last_enter)
+    return dict(latest[1]) if latest else {}
+
+
+def account_list(emu: WeComEmulator, req: ApiRequest) -> dict[str, Any]:
+    """https://developer.work.weixin.qq.com/document/path/94661"""
+    data = req.json() if req.method == "POST" else {}
+    offset = data.get("offset", 0)
+    limit = data.get("limit", 100)
+    if not isinstance(offset, int) or not isinstance(limit, int) or offset < 0 or not 1 <= limit <= 100:
+        raise ApiError(40058, "invalid offset or limit")
+    with emu.state.lock:
+        accounts = list(emu.state.accounts.values())[offset : offset + limit]
+        listed = [
+            {"open_kfid": a.open_kfid, "name": a.name, "avatar": "", "manage_privilege": True}
+            for a in accounts
+        ]
+    return {"errcode": 0, "errmsg": "ok", "account_list": listed}
+
+
+def servicer_list(emu: WeComEmulator, req: ApiRequest) -> dict[str, Any]:
+    """https://developer.work.weixin.qq.com/document/path/94645"""
+    _check_account(emu, req.query.get("open_kfid"))
+    with emu.state.lock:
+        listed = [{"userid": s, "status": 0, "stop_type": 0} for s in sorted(emu.state.servicers)]
+    return {"errcode": 0, "errmsg": "ok", "servicer_list": listed}
