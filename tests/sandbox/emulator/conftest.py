@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,6 +15,18 @@ import xmltodict
 from wechatpy.enterprise.crypto import WeChatCrypto
 
 from sandbox.emulator import WeComEmulator
+
+
+@pytest.fixture(autouse=True)
+def _quiet_hand_made_client() -> Iterator[None]:
+    """These tests play the WeCom client by hand with plain requests and send credentials on
+    purpose; urllib3's DEBUG request lines would copy them into the suite-wide log scan, which
+    guards the app's logs, not this stand-in client's."""
+    urllib3_logger = logging.getLogger("urllib3")
+    previous = urllib3_logger.level
+    urllib3_logger.setLevel(logging.INFO)
+    yield
+    urllib3_logger.setLevel(previous)
 
 
 class Api:
