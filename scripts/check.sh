@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Install everything the checks need, then run every check: lint, format, types, tests, benchmark smoke run.
+# Usage: bash scripts/check.sh        (the README's check command; CI runs exactly this)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+
+# Debian packages the tests talk to for real: headless Chromium (browser tests) and redis-server
+# (the Redis state store's contract tests). Installed only when missing.
+need=()
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+# CJK glyphs, so the screenshot the browser tests leave for people to look at is readable.
+fc-list 2>/dev/null | grep -qi "wqy\|noto sans cjk" || need+=(fonts-wqy-microhei)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "== installing Debian packages: ${need[*]}"
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+echo "== installing Python packages"
+"$PYTHON" -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+
+echo "== ruff (lint)"
+"$PYTHON" -m ruff check .
+echo "== ruff (format)"
+"$PYTHON" -m ruff format --check .
+echo "== mypy"
+"$PYTHON" -m mypy app.py config.py bridge channel models voice plugins common sandbox bench scripts
+echo "== pytest"
+"$PYTHON" -m pytest -q -p no:cacheprovider
+echo "== benchmark smoke run (figures are not a gate)"
+"$PYTHON" -m bench --smoke

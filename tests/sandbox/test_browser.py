@@ -1,0 +1,369 @@
+"""The sandbox chat page in a real headless Chromium, against the emulator and the real channel.
+
+The app is assembled in-process the way ``python app.py --sandbox`` does it (load the configuration,
+start the sandbox, create the channel, serve it in a thread), so the test can also reach the emulator's
+fault knobs and records. ``tests/sandbox/test_launcher.py`` runs the real command line.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import struct
+import tempfile
+import threading
+import time
+import wave
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from PIL import Image
+
+import config
+from channel.channel_factory import create_channel
+from sandbox.launcher import SANDBOX_WELCOME_TEXT, SandboxHandle, start_sandbox
+
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOT = ROOT / "test-output" / "sandbox.png"
+WAIT = 20.0  # seconds for anything the page should show; a bound, not an expectation
+QUIET = 1.5  # seconds we keep watching to be sure the bot stays silent
+
+MESSAGES_JS = """
+return Array.from(document.querySelectorAll('#messages [data-testid="message"]')).map(m => ({
+  from: m.dataset.from, type: m.dataset.msgtype, text: m.innerText,
+  img: (m.querySelector('img') || {}).src || null,
+  audio: (m.querySelector('audio') || {}).src || null,
+  file: (m.querySelector('a.file-card') || {}).href || null}));
+"""
+PROTOCOL_JS = """
+return Array.from(document.querySelectorAll('#protocol-list [data-testid="protocol-entry"]')).map(e => ({
+  kind: e.dataset.kind, api: e.dataset.api, errcode: e.dataset.errcode, seq: Number(e.dataset.seq),
+  limit: e.classList.contains('limit'), text: e.innerText}));
+"""
+
+
+def _find_browser() -> tuple[str, str]:
+    driver = (
+        "/usr/bin/chromedriver" if os.path.exists("/usr/bin/chromedriver") else shutil.which("chromedriver")
+    )
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if not driver or not browser:
+        pytest.fail(
+            "headless Chromium is required for the sandbox browser tests: install the Debian packages "
+            "`chromium` and `chromium-driver` (bash scripts/check.sh installs them)",
+            pytrace=False,
+        )
+    return browser, driver
+
+
+@pytest.fixture(scope="module")
+def sandbox_app() -> Iterator[tuple[SandboxHandle, Any]]:
+    """Configuration -> sandbox -> channel, like app.py; the echo bot answers (no API key)."""
+    browser_paths = _find_browser()  # fail before starting anything when the browser is missing
+    assert browser_paths
+    previous = config.conf()
+    work = tempfile.mkdtemp(prefix="sandbox-browser-")
+    empty_config = os.path.join(work, "config.json")
+    with open(empty_config, "w", encoding="utf-8") as fh:
+        json.dump({"open_ai_api_key": "", "bot_type": ""}, fh)
+    config.load_config(empty_config, environ={})
+    handle = start_sandbox(config.conf())
+    channel: Any = create_channel("wechatcom_kf")
+    thread = threading.Thread(target=channel.startup, name="sandbox-browser-channel", daemon=True)
+    thread.start()
+    try:
+        assert channel.wait_ready(10.0), "the channel's callback server did not start"
+        yield handle, channel
+    finally:
+        channel.stop()
+        thread.join(15.0)
+        handle.stop()
+        config.config = previous
+        shutil.rmtree(work, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def driver(sandbox_app: tuple[SandboxHandle, Any]) -> Iterator[Any]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    browser, chromedriver = _find_browser()
+    profile = tempfile.mkdtemp(prefix="sandbox-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1440,900",
+        "--lang=zh-CN",
+        f"--user-data-dir={profile}",
+    ):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    drv = webdriver.Chrome(service=Service(chromedriver), options=options)
+    drv.set_page_load_timeout(30)
+    try:
+        yield drv
+    finally:
+        drv.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture
+def page(driver: Any, sandbox_app: tuple[SandboxHandle, Any]) -> Any:
+    handle, _ = sandbox_app
+    driver.get(handle.url)
+    wait_for(
+        driver, lambda: driver.execute_script("return document.body.dataset.ready === '1'"), "page ready"
+    )
+    return driver
+
+
+def wait_for(driver: Any, predicate: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
+    """Poll ``predicate`` (bounded in time); fail naming ``what`` and showing the page's messages."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            shown = driver.execute_script(MESSAGES_JS)
+            pytest.fail(f"timed out waiting for {what}; messages on the page: {shown}")
+        time.sleep(0.1)
+
+
+def messages(driver: Any) -> list[dict[str, Any]]:
+    return list(driver.execute_script(MESSAGES_JS))
+
+
+def protocol(driver: Any) -> list[dict[str, Any]]:
+    return list(driver.execute_script(PROTOCOL_JS))
+
+
+def by_id(driver: Any, testid: str) -> Any:
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.CSS_SELECTOR, f'[data-testid="{testid}"]')
+
+
+def add_customer(driver: Any, nickname: str) -> str:
+    by_id(driver, "customer-add-name").send_keys(nickname)
+    by_id(driver, "customer-add").click()
+    wait_for(driver, lambda: nickname in by_id(driver, "chat-title").text, f"customer {nickname} selected")
+    userid = driver.execute_script("return document.querySelector('.customer-item.selected').dataset.userid")
+    assert userid
+    return str(userid)
+
+
+def send_text(driver: Any, text: str) -> None:
+    box = by_id(driver, "message-input")
+    box.send_keys(text)
+    by_id(driver, "send-button").click()
+    wait_for(
+        driver,
+        lambda: any(m["from"] == "customer" and text in m["text"] for m in messages(driver)),
+        f"own message {text!r}",
+    )
+
+
+def bot_texts(driver: Any) -> list[str]:
+    return [m["text"] for m in messages(driver) if m["from"] == "bot"]
+
+
+def test_text_round_trip(page: Any) -> None:
+    add_customer(page, "Alice")
+    send_text(page, "你好 sandbox")
+    wait_for(page, lambda: any("你说：你好 sandbox" in t for t in bot_texts(page)), "the echo reply")
+    shown = messages(page)
+    assert [m["from"] for m in shown] == ["customer", "bot"]
+
+
+def test_message_text_is_shown_as_text_never_as_html(page: Any) -> None:
+    add_customer(page, "<b>Mallory</b>")
+    payload = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>'
+    send_text(page, payload)
+    wait_for(page, lambda: any(payload in t for t in bot_texts(page)), "the echoed markup")
+    assert page.execute_script("return window.__xss === undefined")
+    assert (
+        page.execute_script("return document.querySelectorAll('#messages img, #messages script').length") == 0
+    )
+    assert "<b>Mallory</b>" in by_id(page, "chat-title").text
+
+
+def test_enter_session_brings_the_welcome(page: Any) -> None:
+    add_customer(page, "Bob")
+    by_id(page, "enter-session").click()
+    wait_for(page, lambda: any(SANDBOX_WELCOME_TEXT in t for t in bot_texts(page)), "the welcome text")
+    assert sum(SANDBOX_WELCOME_TEXT in t for t in bot_texts(page)) == 1
+
+
+def test_image_upload_is_answered(page: Any, tmp_path: Path) -> None:
+    add_customer(page, "Carol")
+    picture = tmp_path / "photo.png"
+    Image.new("RGB", (64, 48), (7, 193, 96)).save(picture)
+    by_id(page, "upload-image").send_keys(str(picture))
+    wait_for(
+        page,
+        lambda: any(m["from"] == "customer" and m["type"] == "image" and m["img"] for m in messages(page)),
+        "the uploaded image in the chat",
+    )
+    wait_for(page, lambda: any("图片" in t for t in bot_texts(page)), "the reply to the image")
+    image = next(m for m in messages(page) if m["type"] == "image")
+    assert "/sandbox/media/" in image["img"]
+    loaded = page.execute_script(
+        "const i = document.querySelector('#messages img'); return i.complete && i.naturalWidth;"
+    )
+    assert loaded == 64
+
+
+def _tone_wav(path: Path, seconds: float = 1.0) -> None:
+    rate = 8000
+    frames = b"".join(
+        struct.pack("<h", int(6000 * math.sin(2 * math.pi * 440 * n / rate)))
+        for n in range(int(rate * seconds))
+    )
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(frames)
+
+
+def test_voice_upload_plays_back_and_is_answered(page: Any, tmp_path: Path) -> None:
+    add_customer(page, "Vera")
+    clip = tmp_path / "hello.wav"
+    _tone_wav(clip)
+    by_id(page, "upload-voice").send_keys(str(clip))
+    voice = wait_for(
+        page,
+        lambda: next((m for m in messages(page) if m["type"] == "voice" and m["audio"]), None),
+        "the voice message with a player",
+    )
+    assert voice["from"] == "customer"
+    assert "/sandbox/media/" in voice["audio"] and "format=wav" in voice["audio"]
+    played = requests.get(voice["audio"], timeout=5)
+    assert played.status_code == 200 and played.content[:4] == b"RIFF"
+    # Without speech-to-text the bot still answers (it says it cannot read voice) rather than staying silent.
+    wait_for(page, lambda: bot_texts(page), "a reply to the voice message")
+
+
+def test_file_upload_offers_a_download(page: Any, tmp_path: Path) -> None:
+    add_customer(page, "Fiona")
+    doc = tmp_path / "order-123.txt"
+    doc.write_text("订单 123：两件商品\n", encoding="utf-8")
+    by_id(page, "upload-file").send_keys(str(doc))
+    shown = wait_for(
+        page,
+        lambda: next((m for m in messages(page) if m["type"] == "file" and m["file"]), None),
+        "the file card",
+    )
+    assert "order-123.txt" in shown["text"]
+    assert requests.get(shown["file"], timeout=5).content == doc.read_bytes()
+
+
+def test_takeover_silences_the_bot_until_hand_back(page: Any, sandbox_app: tuple[SandboxHandle, Any]) -> None:
+    handle, channel = sandbox_app
+    emu = handle.emulator
+    user = add_customer(page, "Dave")
+    by_id(page, "takeover").click()
+    wait_for(page, lambda: by_id(page, "session-state").get_attribute("data-state") == "3", "state 3 (human)")
+
+    sends_before = len(emu.sends_to(user))
+    send_text(page, "有人吗")
+    # The channel pulled and handled the message (finished without answering), then stays quiet.
+    wait_for(
+        page,
+        lambda: any(
+            "有人吗" in json.dumps(e.get("response"), ensure_ascii=False)
+            for e in emu.protocol_log()
+            if e.get("api") == "kf/sync_msg"
+        ),
+        "the message pulled by kf/sync_msg",
+    )
+    assert channel.wait_idle(WAIT)
+    time.sleep(QUIET)
+    assert len(emu.sends_to(user)) == sends_before
+    assert bot_texts(page) == []
+
+    by_id(page, "servicer-input").send_keys("人工客服为您服务")
+    by_id(page, "servicer-send").click()
+    wait_for(
+        page,
+        lambda: any(m["from"] == "servicer" and "人工客服为您服务" in m["text"] for m in messages(page)),
+        "the receptionist's message",
+    )
+    assert channel.wait_idle(WAIT)
+    assert bot_texts(page) == []
+
+    by_id(page, "handback").click()
+    wait_for(page, lambda: by_id(page, "session-state").get_attribute("data-state") != "3", "hand back")
+    send_text(page, "还在吗")
+    wait_for(page, lambda: any("你说：还在吗" in t for t in bot_texts(page)), "the bot answering again")
+    assert not any("有人吗" in t for t in bot_texts(page))
+
+
+def test_protocol_pane_lists_the_calls_in_order(page: Any) -> None:
+    add_customer(page, "Erin")
+    wait_for(page, lambda: protocol(page), "the protocol history")
+    start = max(e["seq"] for e in protocol(page))
+    send_text(page, "协议")
+    wait_for(page, lambda: any("你说：协议" in t for t in bot_texts(page)), "the echo reply")
+
+    def new_entries() -> list[dict[str, Any]]:
+        return [e for e in protocol(page) if e["seq"] > start]
+
+    wait_for(
+        page,
+        lambda: any(e["api"] == "kf/send_msg" and "Erin" in e["text"] for e in new_entries()),
+        "send_msg to Erin in the pane",
+    )
+    entries = new_entries()
+    assert [e["seq"] for e in entries] == sorted(e["seq"] for e in entries)
+    apis = [e["api"] for e in entries]
+    assert "callback" in apis and "kf/sync_msg" in apis, entries
+    send_to_erin = next(i for i, e in enumerate(entries) if e["api"] == "kf/send_msg" and "Erin" in e["text"])
+    # A callback is logged when its answer arrives, which may be after the pull it triggered started.
+    assert apis.index("kf/sync_msg") < send_to_erin, entries
+    assert all(e["limit"] == (e["errcode"] not in ("", "0")) for e in protocol(page)), protocol(page)
+
+
+def test_enforced_limits_are_highlighted(page: Any, sandbox_app: tuple[SandboxHandle, Any]) -> None:
+    handle, _ = sandbox_app
+    add_customer(page, "Frank")
+    handle.emulator.faults.rate_limit_next(1)
+    send_text(page, "限流")
+    wait_for(page, lambda: any(e["errcode"] == "45009" for e in protocol(page)), "the 45009 entry")
+    limited = [e for e in protocol(page) if e["errcode"] == "45009"]
+    assert all(e["limit"] for e in limited)
+    count = int(by_id(page, "limit-count").get_attribute("data-count"))
+    assert count >= len(limited) >= 1
+    # The channel backs off and still answers.
+    wait_for(page, lambda: any("你说：限流" in t for t in bot_texts(page)), "the reply after the back-off")
+
+
+def test_screenshot_of_a_conversation(page: Any, tmp_path: Path) -> None:
+    add_customer(page, "小明")
+    by_id(page, "enter-session").click()
+    wait_for(page, lambda: any(SANDBOX_WELCOME_TEXT in t for t in bot_texts(page)), "the welcome text")
+    send_text(page, "请问你们几点营业？")
+    wait_for(page, lambda: any("几点营业" in t for t in bot_texts(page)), "the echo reply")
+    picture = tmp_path / "receipt.png"
+    Image.new("RGB", (160, 120), (250, 157, 59)).save(picture)
+    by_id(page, "upload-image").send_keys(str(picture))
+    wait_for(page, lambda: any("图片" in t for t in bot_texts(page)), "the reply to the image")
+    errors = [e for e in page.get_log("browser") if e["level"] == "SEVERE" and "favicon" not in e["message"]]
+    assert errors == [], errors
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    assert page.save_screenshot(str(SCREENSHOT))
+    assert SCREENSHOT.stat().st_size > 10_000
