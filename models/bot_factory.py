@@ -31,16 +31,14 @@ def create_bot(bot_type: str) -> Bot:
 def _create_openai_bot() -> Bot:
     from config import conf
     from models.openai_chat_bot import OpenAIChatBot
+    from models.openai_http import client_from_conf
 
     get = conf().get
     return OpenAIChatBot(
-        get("open_ai_api_key", ""),
-        api_base=get("open_ai_api_base", "") or "https://api.openai.com/v1",
+        client_from_conf(get),
         model=get("model", "") or "gpt-4o-mini",
         system_prompt=get("character_desc", "") or "",
         temperature=float(get("temperature", 0.7)),
-        proxy=get("proxy", "") or "",
-        timeout=float(get("request_timeout", 60.0)),
         max_history_turns=int(get("max_history_turns", 10)),
         max_history_chars=int(get("conversation_max_tokens", 4000)),
         expires_in_seconds=float(get("expires_in_seconds", 3600)),

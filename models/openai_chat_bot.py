@@ -36,41 +36,27 @@ _MAGIC_MIME = (
 
 
 class OpenAIChatBot(Bot):
-    """Answers TEXT contexts (with `image_paths` as vision input when enabled)."""
+    """Answers TEXT contexts (with `image_paths` as vision input when enabled) through `client`."""
 
     def __init__(
         self,
-        api_key: str,
+        client: OpenAIHttpClient,
         *,
-        api_base: str = "https://api.openai.com/v1",
         model: str = "gpt-4o-mini",
         system_prompt: str = "",
         temperature: float = 0.7,
-        proxy: str = "",
-        timeout: float = 60.0,
         max_history_turns: int = 10,
         max_history_chars: int = 4000,
         expires_in_seconds: float = 3600.0,
         max_sessions: int = 10_000,
         vision_input: bool = False,
-        max_attempts: int = 3,
-        backoff_base: float = 0.5,
-        backoff_cap: float = 8.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.model = model
         self.system_prompt = system_prompt
         self.temperature = temperature
         self.vision_input = vision_input
-        self.client = OpenAIHttpClient(
-            api_key,
-            api_base,
-            proxy=proxy,
-            timeout=timeout,
-            max_attempts=max_attempts,
-            backoff_base=backoff_base,
-            backoff_cap=backoff_cap,
-        )
+        self.client = client
         self.memory = SessionMemory(
             max_turns=max_history_turns,
             max_chars=max_history_chars,

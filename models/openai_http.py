@@ -17,6 +17,7 @@ import requests
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_API_BASE = "https://api.openai.com/v1"
 # Statuses worth another try: rate limiting and server-side trouble.
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 
@@ -56,7 +57,7 @@ class OpenAIHttpClient:
     def __init__(
         self,
         api_key: str,
-        api_base: str = "https://api.openai.com/v1",
+        api_base: str = DEFAULT_API_BASE,
         *,
         proxy: str = "",
         timeout: float = 60.0,
@@ -130,6 +131,19 @@ class OpenAIHttpClient:
         if retry_after is not None:
             delay = max(delay, min(retry_after, self.backoff_cap))
         return delay
+
+
+def client_from_conf(get: Callable[..., Any]) -> OpenAIHttpClient:
+    """A client from CoW's connection keys, so the chat bot and the speech provider connect alike.
+
+    `get` is `conf().get`; taking it as an argument keeps this module free of the configuration.
+    """
+    return OpenAIHttpClient(
+        get("open_ai_api_key", ""),
+        get("open_ai_api_base", "") or DEFAULT_API_BASE,
+        proxy=get("proxy", "") or "",
+        timeout=float(get("request_timeout", 60.0)),
+    )
 
 
 def _retry_after(resp: requests.Response) -> float | None:

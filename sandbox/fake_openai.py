@@ -10,8 +10,6 @@ GET /_fake/stats and POST /_fake/config {"latency", "fail_next", "fail_status", 
 from __future__ import annotations
 
 import argparse
-import email.parser
-import email.policy
 import io
 import json
 import logging
@@ -29,6 +27,8 @@ from collections import deque
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from sandbox.emulator import multipart
 
 logger = logging.getLogger(__name__)
 
@@ -282,17 +282,15 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
     def _transcribe(self, raw: bytes) -> None:
-        fields = _parse_multipart(self.headers.get("Content-Type", ""), raw)
-        upload = fields.get("file")
-        if upload is None or not isinstance(upload[1], bytes) or not upload[1]:
+        parts = multipart.parse(self.headers.get("Content-Type", ""), raw)
+        upload = multipart.field(parts, "file")
+        if upload is None or not upload.data:
             self._error(400, "file is required")
             return
-        filename, data = upload
-        model = fields.get("model", ("", b""))[1]
-        record = {"model": model.decode("utf-8", "replace"), "filename": filename, "data": data}
-        self.fake._record("upload", {**record, "size": len(data)})
-        fmt = fields.get("response_format", ("", b"json"))[1].decode("ascii", "replace")
-        if fmt == "text":
+        model = _text_field(parts, "model", "")
+        record = {"model": model, "filename": upload.filename or "", "data": upload.data}
+        self.fake._record("upload", {**record, "size": len(upload.data)})
+        if _text_field(parts, "response_format", "json") == "text":
             self._send(200, self.fake.transcription_text.encode("utf-8"), "text/plain; charset=utf-8")
         else:
             self._json(200, {"text": self.fake.transcription_text})
@@ -341,21 +339,9 @@ def _loads(raw: bytes) -> Any:
         return None
 
 
-def _parse_multipart(content_type: str, raw: bytes) -> dict[str, tuple[str, bytes]]:
-    """name -> (filename, bytes) for each part of a multipart/form-data body."""
-    if not content_type.startswith("multipart/form-data"):
-        return {}
-    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode("latin-1")
-    msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + raw)
-    fields: dict[str, tuple[str, bytes]] = {}
-    if not msg.is_multipart():
-        return fields
-    for part in msg.iter_parts():
-        name = part.get_param("name", header="content-disposition")
-        payload = part.get_payload(decode=True)
-        if isinstance(name, str) and isinstance(payload, bytes):
-            fields[name] = (part.get_filename() or "", payload)
-    return fields
+def _text_field(parts: list[multipart.Part], name: str, default: str) -> str:
+    part = multipart.field(parts, name)
+    return default if part is None else part.data.decode("utf-8", "replace")
 
 
 def sine_pcm(seconds: float, freq: float = 440.0, rate: int = SPEECH_RATE) -> bytes:

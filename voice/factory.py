@@ -13,15 +13,13 @@ def create_voice(voice_type: str) -> Voice:
 
     if (voice_type or "").strip().lower() != "openai":
         raise ValueError(f"unknown voice type {voice_type!r}; known types: {', '.join(KNOWN_VOICE_TYPES)}")
+    from models.openai_http import client_from_conf
     from voice.openai_voice import OpenAIVoice
 
     get = conf().get
     return OpenAIVoice(
-        get("open_ai_api_key", ""),
-        api_base=get("open_ai_api_base", "") or "https://api.openai.com/v1",
+        client_from_conf(get),
         stt_model=get("voice_to_text_model", "") or "whisper-1",
         tts_model=get("text_to_voice_model", "") or "tts-1",
         tts_voice=get("tts_voice_id", "") or "alloy",
-        proxy=get("proxy", "") or "",
-        timeout=float(get("request_timeout", 60.0)),
     )

@@ -32,18 +32,12 @@ class OpenAIVoice(Voice):
 
     def __init__(
         self,
-        api_key: str,
+        client: OpenAIHttpClient,
         *,
-        api_base: str = "https://api.openai.com/v1",
         stt_model: str = "whisper-1",
         tts_model: str = "tts-1",
         tts_voice: str = "alloy",
         response_format: str = "mp3",
-        proxy: str = "",
-        timeout: float = 60.0,
-        max_attempts: int = 3,
-        backoff_base: float = 0.5,
-        backoff_cap: float = 8.0,
         keep_seconds: float = 3600.0,
     ) -> None:
         if response_format not in TTS_FORMATS:
@@ -53,15 +47,7 @@ class OpenAIVoice(Voice):
         self.tts_voice = tts_voice
         self.response_format = response_format
         self.keep_seconds = keep_seconds
-        self.client = OpenAIHttpClient(
-            api_key,
-            api_base,
-            proxy=proxy,
-            timeout=timeout,
-            max_attempts=max_attempts,
-            backoff_base=backoff_base,
-            backoff_cap=backoff_cap,
-        )
+        self.client = client
         self._dir: str | None = None
         self._dir_lock = threading.Lock()
 

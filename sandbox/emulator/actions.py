@@ -38,23 +38,28 @@ class ActionsMixin:
     ) -> str:
         """Append a customer message (origin 3) of any msgtype; returns its msgid."""
         self._known(open_kfid, user)
-        msgid = self.state.new_msgid()
         when = self.state.now() if send_time is None else float(send_time)
-        item = {
-            "msgid": msgid,
-            "open_kfid": open_kfid,
-            "external_userid": user,
-            "send_time": int(when),
-            "origin": 3,
-            "msgtype": msgtype,
-            msgtype: copy.deepcopy(body),
-        }
+        item = self._message_item(open_kfid, user, 3, msgtype, body, when)
+        msgid = item["msgid"]
         with self.state.lock:
             self.state.append_item(open_kfid, item)
             sessions.record_customer_message(self.state, open_kfid, user, msgid, when)
             feed.entry(self.state, open_kfid, user, "customer", msgtype, body, msgid=msgid)
         self._announce(open_kfid, notify, wait)
         return msgid
+
+    def _message_item(
+        self, open_kfid: str, user: str, origin: int, msgtype: str, body: dict[str, Any], when: float
+    ) -> dict[str, Any]:
+        return {
+            "msgid": self.state.new_msgid(),
+            "open_kfid": open_kfid,
+            "external_userid": user,
+            "send_time": int(when),
+            "origin": origin,
+            "msgtype": msgtype,
+            msgtype: copy.deepcopy(body),
+        }
 
     def customer_text(
         self,
@@ -122,15 +127,12 @@ class ActionsMixin:
         with self.state.lock:
             session = self.state.session(open_kfid, user)
             now = self.state.now()
-            recent_msg = session.last_msg_time is not None and now - session.last_msg_time <= SEND_WINDOW
-            recent_welcome = (
-                session.last_welcome_time is not None and now - session.last_welcome_time <= SEND_WINDOW
-            )
-            code = (
-                ""
-                if recent_msg or recent_welcome
-                else sessions.issue_code(self.state, "welcome", open_kfid, user, None)
-            )
+            # WeCom gives no welcome_code while a message or an earlier welcome is inside the window.
+            recent = [t for t in (session.last_msg_time, session.last_welcome_time) if t is not None]
+            if any(now - t <= SEND_WINDOW for t in recent):
+                code = ""
+            else:
+                code = sessions.issue_code(self.state, "welcome", open_kfid, user, None)
             session.last_enter = {"scene": scene, "scene_param": scene_param}
             session.last_enter_time = now
             event: dict[str, Any] = {
@@ -157,17 +159,9 @@ class ActionsMixin:
     ) -> str:
         """A receptionist message typed in the WeCom client (origin 5); implies state 3 (no event)."""
         self._known(open_kfid, user)
-        msgid = self.state.new_msgid()
-        item = {
-            "msgid": msgid,
-            "open_kfid": open_kfid,
-            "external_userid": user,
-            "send_time": int(self.state.now()),
-            "origin": 5,
-            "servicer_userid": servicer_userid,
-            "msgtype": "text",
-            "text": {"content": text},
-        }
+        item = self._message_item(open_kfid, user, 5, "text", {"content": text}, self.state.now())
+        item["servicer_userid"] = servicer_userid
+        msgid = item["msgid"]
         with self.state.lock:
             self.state.servicers.add(servicer_userid)
             session = self.state.session(open_kfid, user)
@@ -208,7 +202,7 @@ class ActionsMixin:
             }
             if old:
                 event["old_servicer_userid"] = old
-            if not old:
+            else:
                 event["msg_code"] = sessions.issue_code(self.state, "pool", open_kfid, user, 3)
                 session.pool_code_issued = True
             session.state, session.servicer_userid = 3, servicer_userid

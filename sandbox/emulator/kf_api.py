@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import copy
 import logging
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 from sandbox.emulator import sessions, validate
@@ -35,12 +36,22 @@ def decode_cursor(salt: bytes, cursor: str, log_len: int) -> int:
     return position
 
 
-def _check_account(emu: WeComEmulator, open_kfid: Any) -> str:
+def check_account(emu: WeComEmulator, open_kfid: Any) -> str:
     if not isinstance(open_kfid, str) or not open_kfid:
         raise ApiError(40058, "missing open_kfid")
     if open_kfid not in emu.state.accounts:
         raise ApiError(95004, "open_kfid not exist")
     return open_kfid
+
+
+def check_customer(emu: WeComEmulator, data: dict[str, Any], field: str) -> str:
+    """The external_userid in ``data[field]``; 40096 when the emulator has never seen that customer."""
+    user = data.get(field)
+    if not isinstance(user, str) or not user:
+        raise ApiError(40058, f"missing {field}")
+    if user not in emu.state.customers:
+        raise ApiError(40096, "invalid external_userid")
+    return user
 
 
 def _check_sync_token(emu: WeComEmulator, token: Any, open_kfid: str) -> None:
@@ -57,7 +68,7 @@ def _check_sync_token(emu: WeComEmulator, token: Any, open_kfid: str) -> None:
 def sync_msg(emu: WeComEmulator, req: ApiRequest) -> dict[str, Any]:
     """https://developer.work.weixin.qq.com/document/path/94670"""
     data = req.json()
-    open_kfid = _check_account(emu, data.get("open_kfid"))
+    open_kfid = check_account(emu, data.get("open_kfid"))
     _check_sync_token(emu, data.get("token"), open_kfid)
     limit = data.get("limit") or MAX_LIMIT
     if not isinstance(limit, int) or limit < 0 or limit > MAX_LIMIT:
@@ -99,6 +110,19 @@ def _claim_msgid(emu: WeComEmulator, open_kfid: str, msgid: str | None) -> str:
     return msgid
 
 
+def _message_of(
+    emu: WeComEmulator, data: dict[str, Any], allowed: Collection[str]
+) -> tuple[str, str | None, dict[str, Any]]:
+    """(msgtype, client msgid or None, body) of a send request, each checked as WeCom does."""
+    msgtype = data.get("msgtype")
+    if not isinstance(msgtype, str) or msgtype not in allowed:
+        raise ApiError(40058, "invalid msgtype")
+    msgid = validate.check_msgid(data.get("msgid"))
+    body = validate.body_of(data, msgtype)
+    validate.check_body(msgtype, body, emu.media_kind)
+    return msgtype, msgid, body
+
+
 def _record_send(emu: WeComEmulator, sent: SentMessage) -> None:
     with emu.state.changed:
         emu.state.sends.append(sent)
@@ -109,18 +133,9 @@ def _record_send(emu: WeComEmulator, sent: SentMessage) -> None:
 def send_msg(emu: WeComEmulator, req: ApiRequest) -> dict[str, Any]:
     """https://developer.work.weixin.qq.com/document/path/94677"""
     data = req.json()
-    open_kfid = _check_account(emu, data.get("open_kfid"))
-    touser = data.get("touser")
-    if not isinstance(touser, str) or not touser:
-        raise ApiError(40058, "missing touser")
-    if touser not in emu.state.customers:
-        raise ApiError(40096, "invalid external_userid")
-    msgtype = data.get("msgtype")
-    if msgtype not in validate.SEND_TYPES:
-        raise ApiError(40058, "invalid msgtype")
-    msgid = validate.check_msgid(data.get("msgid"))
-    body = validate.body_of(data, msgtype)
-    validate.check_body(msgtype, body, emu.media_kind)
+    open_kfid = check_account(emu, data.get("open_kfid"))
+    touser = check_customer(emu, data, "touser")
+    msgtype, msgid, body = _message_of(emu, data, validate.SEND_TYPES)
     state = emu.state
     with state.lock:
         if msgid is not None and msgid in state.used_msgids.get(open_kfid, set()):
@@ -150,12 +165,7 @@ def send_msg_on_event(emu: WeComEmulator, req: ApiRequest) -> dict[str, Any]:
     code = data.get("code")
     if not isinstance(code, str) or not code:
         raise ApiError(40058, "missing code")
-    msgtype = data.get("msgtype")
-    if msgtype not in ("text", "msgmenu"):
-        raise ApiError(40058, "invalid msgtype")
-    msgid = validate.check_msgid(data.get("msgid"))
-    body = validate.body_of(data, msgtype)
-    validate.check_body(msgtype, body, emu.media_kind)
+    msgtype, msgid, body = _message_of(emu, data, ("text", "msgmenu"))
     state = emu.state
     with state.lock:
         entry = state.codes.get(code)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from sandbox.emulator import sessions
-from sandbox.emulator.kf_api import _check_account
+from sandbox.emulator.kf_api import check_account, check_customer
 from sandbox.emulator.models import SEND_WINDOW, ApiError, ApiRequest
 
 if TYPE_CHECKING:
@@ -21,13 +21,7 @@ def gettoken(emu: WeComEmulator, req: ApiRequest) -> dict[str, Any]:
 
 
 def _session_key(emu: WeComEmulator, data: dict[str, Any]) -> tuple[str, str]:
-    open_kfid = _check_account(emu, data.get("open_kfid"))
-    user = data.get("external_userid")
-    if not isinstance(user, str) or not user:
-        raise ApiError(40058, "missing external_userid")
-    if user not in emu.state.customers:
-        raise ApiError(40096, "invalid external_userid")
-    return open_kfid, user
+    return check_account(emu, data.get("open_kfid")), check_customer(emu, data, "external_userid")
 
 
 def service_state_get(emu: WeComEmulator, req: ApiRequest) -> dict[str, Any]:
@@ -117,7 +111,7 @@ def account_list(emu: WeComEmulator, req: ApiRequest) -> dict[str, Any]:
 
 def servicer_list(emu: WeComEmulator, req: ApiRequest) -> dict[str, Any]:
     """https://developer.work.weixin.qq.com/document/path/94645"""
-    _check_account(emu, req.query.get("open_kfid"))
+    check_account(emu, req.query.get("open_kfid"))
     with emu.state.lock:
         listed = [{"userid": s, "status": 0, "stop_type": 0} for s in sorted(emu.state.servicers)]
     return {"errcode": 0, "errmsg": "ok", "servicer_list": listed}

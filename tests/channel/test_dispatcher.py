@@ -33,6 +33,13 @@ class Recorder:
                 self.all_done.set()
 
 
+def wait_running(dispatcher: SessionDispatcher, count: int) -> None:
+    """Polls (bounded) until `count` items are being handled."""
+    deadline = time.monotonic() + 5
+    while dispatcher.stats()["running"] < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def test_order_per_session_completion_and_peak_concurrency():
     rec = Recorder(sleep=0.2)
     rec.expected = 100 * 3
@@ -67,9 +74,7 @@ def test_concurrency_in_session_allows_parallel_items():
     dispatcher = SessionDispatcher(rec, concurrency_in_session=3, max_workers=8)
     for n in range(3):
         dispatcher.submit("s", ("s", n))
-    deadline = time.monotonic() + 5
-    while dispatcher.stats()["running"] < 3 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_running(dispatcher, 3)
     assert dispatcher.stats()["running"] == 3
     gate.set()
     assert rec.all_done.wait(5)
@@ -83,9 +88,7 @@ def test_cancel_session_drops_only_queued_items():
     for n in range(5):
         dispatcher.submit("a", ("a", n))
     dispatcher.submit("b", ("b", 0))
-    deadline = time.monotonic() + 5
-    while dispatcher.stats()["running"] < 2 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_running(dispatcher, 2)
     assert dispatcher.cancel_session("a") == 4  # item 0 already started
     gate.set()
     assert dispatcher.stop(5)
@@ -97,9 +100,7 @@ def test_submit_blocks_when_full_backpressure():
     rec = Recorder(gate=gate)
     dispatcher = SessionDispatcher(rec, max_workers=1, max_pending=2)
     dispatcher.submit("a", ("a", 0))
-    deadline = time.monotonic() + 5
-    while dispatcher.stats()["running"] < 1 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_running(dispatcher, 1)
     dispatcher.submit("a", ("a", 1))
     dispatcher.submit("b", ("b", 0))
     with pytest.raises(TimeoutError):

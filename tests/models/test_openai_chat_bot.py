@@ -11,6 +11,7 @@ from PIL import Image
 from bridge.context import Context, ContextType
 from bridge.reply import ReplyType
 from models.openai_chat_bot import OpenAIChatBot
+from models.openai_http import OpenAIHttpClient
 from sandbox.fake_openai import FakeOpenAIServer
 
 API_KEY = "sk-test-SECRET-0123456789"
@@ -18,18 +19,16 @@ API_KEY = "sk-test-SECRET-0123456789"
 
 @pytest.fixture
 def fake():
-    server = FakeOpenAIServer()
-    server.start()
-    yield server
-    server.stop()
+    with FakeOpenAIServer() as server:
+        yield server
 
 
-def make_bot(api_base: str, **kwargs) -> OpenAIChatBot:
-    kwargs.setdefault("timeout", 5.0)
-    kwargs.setdefault("max_attempts", 3)
-    kwargs.setdefault("backoff_base", 0.01)
-    kwargs.setdefault("backoff_cap", 0.05)
-    return OpenAIChatBot(API_KEY, api_base=api_base, **kwargs)
+def make_bot(api_base: str, *, timeout: float = 5.0, max_attempts: int = 3, **kwargs) -> OpenAIChatBot:
+    # A short backoff keeps the retry tests fast.
+    client = OpenAIHttpClient(
+        API_KEY, api_base, timeout=timeout, max_attempts=max_attempts, backoff_base=0.01, backoff_cap=0.05
+    )
+    return OpenAIChatBot(client, **kwargs)
 
 
 def ctx(text: str, session: str = "u1", **extra) -> Context:

@@ -17,10 +17,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def fake():
-    server = FakeOpenAIServer()
-    server.start()
-    yield server
-    server.stop()
+    with FakeOpenAIServer() as server:
+        yield server
 
 
 def wait_for(predicate, seconds: float = 10.0) -> bool:

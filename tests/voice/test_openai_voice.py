@@ -7,6 +7,7 @@ import wave
 import pytest
 
 from bridge.reply import ReplyType
+from models.openai_http import OpenAIHttpClient
 from sandbox.fake_openai import FakeOpenAIServer
 from voice.audio_convert import any_to_amr, audio_duration, ffmpeg_exe
 from voice.openai_voice import OpenAIVoice
@@ -16,18 +17,16 @@ API_KEY = "sk-voice-SECRET-42"
 
 @pytest.fixture
 def fake():
-    server = FakeOpenAIServer(transcription_text="我想查询订单")
-    server.start()
-    yield server
-    server.stop()
+    with FakeOpenAIServer(transcription_text="我想查询订单") as server:
+        yield server
 
 
 def make_voice(api_base: str, **kwargs) -> OpenAIVoice:
-    kwargs.setdefault("timeout", 5.0)
-    kwargs.setdefault("max_attempts", 2)
-    kwargs.setdefault("backoff_base", 0.01)
-    kwargs.setdefault("backoff_cap", 0.05)
-    return OpenAIVoice(API_KEY, api_base=api_base, **kwargs)
+    # A short backoff keeps the retry tests fast.
+    client = OpenAIHttpClient(
+        API_KEY, api_base, timeout=5.0, max_attempts=2, backoff_base=0.01, backoff_cap=0.05
+    )
+    return OpenAIVoice(client, **kwargs)
 
 
 def make_amr(tmp_path, seconds: float = 2) -> str:

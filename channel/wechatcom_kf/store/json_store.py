@@ -162,17 +162,7 @@ class JsonFileStore:
                 del self._locks[open_kfid]
 
     def flush(self) -> None:
-        with self._write_lock:
-            with self._lock:
-                if not self._dirty:
-                    return
-                data = self._serialize_locked()
-            try:
-                self._write_file(data)
-            except BaseException:
-                with self._lock:
-                    self._dirty = True
-                raise
+        self._commit(None)
 
     def close(self) -> None:
         with self._cond:
@@ -240,17 +230,23 @@ class JsonFileStore:
         }
         return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
-    def _commit(self, mutate: Callable[[], None]) -> None:
-        """Apply ``mutate`` and make the whole state durable before returning."""
+    def _commit(self, mutate: Callable[[], None] | None) -> None:
+        """Apply ``mutate`` and make the whole state durable before returning.
+
+        With None, only write when something changed since the last write (``flush``).
+        """
         with self._write_lock:
             with self._lock:
-                mutate()
+                if mutate is not None:
+                    mutate()
+                elif not self._dirty:
+                    return
                 data = self._serialize_locked()
             try:
                 self._write_file(data)
             except BaseException:
                 with self._lock:
-                    self._dirty = True
+                    self._dirty = True  # the next flush writes it again
                 raise
 
     # --- group commit -------------------------------------------------------------------------------

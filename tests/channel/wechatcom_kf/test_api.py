@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -65,6 +65,14 @@ def outcomes(emu: WeComEmulator, api: str) -> list[Any]:
     return shown
 
 
+def run_at_once(target: Callable[[], None], count: int) -> None:
+    threads = [threading.Thread(target=target) for _ in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=20)
+
+
 def customer_wrote(emu: WeComEmulator) -> str:
     user = emu.add_customer(nickname="张三")
     emu.customer_text(emu.default_kfid, user, "你好", notify=False)
@@ -92,19 +100,11 @@ def test_concurrent_first_calls_fetch_one_token(emu: WeComEmulator, api: KfApi):
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=worker) for _ in range(24)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=20)
+    run_at_once(worker, 24)
     assert errors == []
     assert len(calls(emu, "gettoken")) == 1
     emu.invalidate_tokens()  # now every thread's first call is refused with the same stale token
-    threads = [threading.Thread(target=worker) for _ in range(24)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=20)
+    run_at_once(worker, 24)
     assert errors == []
     assert len(calls(emu, "gettoken")) == 2
 

@@ -6,13 +6,13 @@ import json
 import logging
 import stat
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bridge.context import ContextType
+from channel.wechatcom_kf.api import DownloadedMedia
 from channel.wechatcom_kf.wechatcom_kf_message import WechatComKfMessage, session_key
 
 KFID = "wkAJ2GCAAAZSfhHCt7IFSvLKtMPxyJTw"
@@ -38,22 +38,15 @@ def item(msgtype: str, body: Any, **extra: Any) -> dict[str, Any]:
     return base
 
 
-@dataclass
-class Downloaded:
-    data: bytes
-    content_type: str | None
-    filename: str | None
-
-
 class LocalFetcher:
     """A stand-in for KfApi.download_media for pure-logic tests (the emulator test uses the real one)."""
 
-    def __init__(self, files: dict[str, Downloaded], error: Exception | None = None) -> None:
+    def __init__(self, files: dict[str, DownloadedMedia], error: Exception | None = None) -> None:
         self.files = files
         self.error = error
         self.calls: list[tuple[str, int]] = []
 
-    def download_media(self, media_id: str, max_bytes: int) -> Downloaded:
+    def download_media(self, media_id: str, max_bytes: int) -> DownloadedMedia:
         self.calls.append((media_id, max_bytes))
         if self.error is not None:
             raise self.error
@@ -102,7 +95,7 @@ def test_sessions_are_isolated_per_account(tmp_path: Path) -> None:
 def test_media_is_downloaded_lazily_to_a_private_file(
     tmp_path: Path, msgtype: str, data: bytes, content_type: str, ctype: ContextType, ext: str
 ) -> None:
-    fetcher = LocalFetcher({"MEDIA_1": Downloaded(data, content_type, "报告.pdf")})
+    fetcher = LocalFetcher({"MEDIA_1": DownloadedMedia(data, content_type, "报告.pdf")})
     msg = make(item(msgtype, {"media_id": "MEDIA_1"}), tmp_path, fetcher)
     assert msg.ctype == ctype
     assert fetcher.calls == []  # nothing downloaded before prepare()
@@ -119,7 +112,7 @@ def test_media_is_downloaded_lazily_to_a_private_file(
 
 
 def test_media_size_caps_follow_the_received_limits(tmp_path: Path) -> None:
-    fetcher = LocalFetcher({"M": Downloaded(PNG, "image/png", None)})
+    fetcher = LocalFetcher({"M": DownloadedMedia(PNG, "image/png", None)})
     caps = {}
     for kind in ("image", "voice", "video", "file"):
         fetcher.calls.clear()

@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import stat
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from channel.wechatcom_kf.api import DownloadedMedia
 from channel.wechatcom_kf.inbound.media import (
     MediaSaveError,
     download_and_save,
@@ -22,18 +22,11 @@ PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
 JPG = b"\xff\xd8\xff\xe0" + b"\x00" * 32
 
 
-@dataclass
-class Downloaded:
-    data: bytes
-    content_type: str | None
-    filename: str | None
-
-
 class OneFile:
-    def __init__(self, downloaded: Downloaded) -> None:
+    def __init__(self, downloaded: DownloadedMedia) -> None:
         self.downloaded = downloaded
 
-    def download_media(self, media_id: str, max_bytes: int) -> Downloaded:
+    def download_media(self, media_id: str, max_bytes: int) -> DownloadedMedia:
         return self.downloaded
 
 
@@ -53,7 +46,11 @@ class OneFile:
 def test_untrusted_filenames_never_shape_the_path(tmp_path: Path, hostile: str | None) -> None:
     media_dir = tmp_path / "media"
     saved = download_and_save(
-        OneFile(Downloaded(b"hello world", "text/plain", hostile)), "M", "file", "from_msgid_1", media_dir
+        OneFile(DownloadedMedia(b"hello world", "text/plain", hostile)),
+        "M",
+        "file",
+        "from_msgid_1",
+        media_dir,
     )
     resolved = saved.path.resolve()
     assert resolved.parent == media_dir.resolve()
@@ -78,11 +75,11 @@ def test_display_name_keeps_a_harmless_original_name() -> None:
 
 def test_extension_comes_from_content_not_from_the_name(tmp_path: Path) -> None:
     saved = download_and_save(
-        OneFile(Downloaded(PNG, "application/octet-stream", "run.sh")), "M", "file", "m2", tmp_path
+        OneFile(DownloadedMedia(PNG, "application/octet-stream", "run.sh")), "M", "file", "m2", tmp_path
     )
     assert saved.ext == ".png"
     unknown = download_and_save(
-        OneFile(Downloaded(b"\x01\x02\x03binary", None, "run.sh")), "M", "file", "m3", tmp_path
+        OneFile(DownloadedMedia(b"\x01\x02\x03binary", None, "run.sh")), "M", "file", "m3", tmp_path
     )
     assert unknown.ext == ".bin"
     assert unknown.display_name == "run.sh"
@@ -116,22 +113,22 @@ def test_sniff_extension(data: bytes, content_type: str | None, ext: str | None)
 def test_image_that_is_not_an_image_is_refused(tmp_path: Path) -> None:
     with pytest.raises(MediaSaveError):
         download_and_save(
-            OneFile(Downloaded(b"<html>nope</html>", "text/html", None)), "M", "image", "m4", tmp_path
+            OneFile(DownloadedMedia(b"<html>nope</html>", "text/html", None)), "M", "image", "m4", tmp_path
         )
     assert not any(p.is_file() for p in tmp_path.rglob("*"))
 
 
 def test_empty_and_oversized_downloads_are_refused(tmp_path: Path) -> None:
     with pytest.raises(MediaSaveError):
-        download_and_save(OneFile(Downloaded(b"", "image/png", None)), "M", "image", "m5", tmp_path)
+        download_and_save(OneFile(DownloadedMedia(b"", "image/png", None)), "M", "image", "m5", tmp_path)
     too_big = PNG + b"\x00" * (2 * 1024 * 1024)
     with pytest.raises(MediaSaveError):
-        download_and_save(OneFile(Downloaded(too_big, "image/png", None)), "M", "image", "m6", tmp_path)
+        download_and_save(OneFile(DownloadedMedia(too_big, "image/png", None)), "M", "image", "m6", tmp_path)
 
 
 def test_same_msgid_rewrites_the_same_file(tmp_path: Path) -> None:
-    first = download_and_save(OneFile(Downloaded(PNG, None, None)), "M", "image", "m7", tmp_path)
-    second = download_and_save(OneFile(Downloaded(PNG + b"1", None, None)), "M", "image", "m7", tmp_path)
+    first = download_and_save(OneFile(DownloadedMedia(PNG, None, None)), "M", "image", "m7", tmp_path)
+    second = download_and_save(OneFile(DownloadedMedia(PNG + b"1", None, None)), "M", "image", "m7", tmp_path)
     assert first.path == second.path
     assert second.path.read_bytes() == PNG + b"1"
 

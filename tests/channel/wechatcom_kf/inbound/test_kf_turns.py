@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import itertools
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bridge.context import ContextType
+from channel.wechatcom_kf.api import DownloadedMedia
 from channel.wechatcom_kf.inbound.turns import Turn, TurnAssembler
 from channel.wechatcom_kf.wechatcom_kf_message import WechatComKfMessage
 
@@ -21,22 +21,15 @@ PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
 _ids = itertools.count(1)
 
 
-@dataclass
-class Downloaded:
-    data: bytes
-    content_type: str | None
-    filename: str | None
-
-
 class LocalFetcher:
-    def download_media(self, media_id: str, max_bytes: int) -> Downloaded:
+    def download_media(self, media_id: str, max_bytes: int) -> DownloadedMedia:
         if media_id == "BROKEN":
             raise OSError("download failed")
         if media_id.startswith("FILE"):
-            return Downloaded(b"%PDF-1.4 report", "application/pdf", "report.pdf")
+            return DownloadedMedia(b"%PDF-1.4 report", "application/pdf", "report.pdf")
         if media_id.startswith("VOICE"):
-            return Downloaded(b"#!AMR\n" + b"\x3c" * 16, "audio/amr", None)
-        return Downloaded(PNG, "image/png", None)
+            return DownloadedMedia(b"#!AMR\n" + b"\x3c" * 16, "audio/amr", None)
+        return DownloadedMedia(PNG, "image/png", None)
 
 
 class Collector:
