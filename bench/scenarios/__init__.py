@@ -1,0 +1,9 @@
+"""One module per scenario; each has ``NAME`` and ``run(opts, deadline) -> dict`` (one JSON line)."""
+
+from __future__ import annotations
+
+from . import ack, burst, crypto, memory, restart, throughput
+
+SCENARIOS = {module.NAME: module for module in (ack, burst, throughput, crypto, memory, restart)}
+
+__all__ = ["SCENARIOS"]
