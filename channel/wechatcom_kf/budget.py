@@ -1,0 +1,136 @@
+"""Per-customer send budget: WeCom allows 5 sends after each customer message (invariant 5).
+
+WeCom counts the sends made since the customer's *latest* message (95001 beyond 5, see
+https://developer.work.weixin.qq.com/document/path/94677). Several of a customer's messages can be
+waiting for answers at once; they share that pool, so an earlier turn must leave at least one send
+for every later turn still waiting. The ledger is in memory: after a restart it is rebuilt from the
+messages pulled again, and sends refused as duplicates still count (WeCom counted the original).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+logger = logging.getLogger(__name__)
+
+SENDS_PER_MESSAGE = 5
+WINDOW_SECONDS = 48 * 3600
+MAX_CUSTOMERS = 100_000
+MAX_SEND_TIMES = 64  # per customer; more than 5 per message are never allowed anyway
+MAX_WAITING = 256  # per customer: unanswered msgids remembered
+
+CustomerKey = tuple[str, str]  # (open_kfid, external_userid)
+
+
+@dataclass
+class _Customer:
+    latest_message_time: float = 0.0
+    send_times: deque[float] = field(default_factory=lambda: deque(maxlen=MAX_SEND_TIMES))
+    waiting: OrderedDict[str, None] = field(default_factory=OrderedDict)  # unanswered msgids, oldest first
+
+
+class BudgetLedger:
+    """Thread-safe ledger of sends per customer; bounded in customers and entries."""
+
+    def __init__(
+        self,
+        per_message: int = SENDS_PER_MESSAGE,
+        max_customers: int = MAX_CUSTOMERS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._per_message = per_message
+        self._max_customers = max_customers
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._customers: OrderedDict[CustomerKey, _Customer] = OrderedDict()
+
+    def note_message(self, key: CustomerKey, msgid: str, send_time: float) -> None:
+        """Record a pulled customer message: it re-opens the allowance and waits for an answer."""
+        with self._lock:
+            customer = self._customer(key)
+            customer.latest_message_time = max(customer.latest_message_time, float(send_time))
+            customer.waiting[msgid] = None
+            while len(customer.waiting) > MAX_WAITING:
+                customer.waiting.popitem(last=False)
+
+    def allowance_for(self, key: CustomerKey, msgids: Iterable[str]) -> int:
+        """Sends the turn answering ``msgids`` may use now (0 = none left)."""
+        turn = set(msgids)
+        with self._lock:
+            customer = self._customers.get(key)
+            if customer is None:
+                return self._per_message
+            certain, maybe = self._sends_since_latest(customer)
+            waiting = list(customer.waiting)
+            positions = [i for i, mid in enumerate(waiting) if mid in turn]
+            last = max(positions) if positions else -1
+            # Each later message still waiting will need at least one send of the same pool.
+            later = sum(1 for mid in waiting[last + 1 :] if mid not in turn) if positions else 0
+            room = self._per_message - certain - later
+            if room < 1:
+                logger.warning(
+                    "no sends left for %s: %d used since the latest message, %d later message(s) waiting",
+                    key,
+                    certain,
+                    later,
+                )
+                return 0
+            # Sends in the same second as the message may or may not count at WeCom: they limit
+            # extra parts, never the one send that answers the message.
+            return max(1, room - maybe)
+
+    def consume(self, key: CustomerKey, count: int) -> None:
+        """Record ``count`` sends (including ones refused as duplicates) made just now."""
+        if count <= 0:
+            return
+        now = self._clock()
+        with self._lock:
+            customer = self._customer(key)
+            customer.send_times.extend([now] * count)
+
+    def answered(self, key: CustomerKey, msgids: Iterable[str]) -> None:
+        """The turn answering ``msgids`` is over (sent, dropped or silent)."""
+        with self._lock:
+            customer = self._customers.get(key)
+            if customer is None:
+                return
+            for msgid in msgids:
+                customer.waiting.pop(msgid, None)
+
+    def _sends_since_latest(self, customer: _Customer) -> tuple[int, int]:
+        """(sends certainly after the latest message, sends in the same second as it)."""
+        since = int(customer.latest_message_time)  # send_time has 1 s resolution
+        certain = sum(1 for t in customer.send_times if t >= since + 1)
+        maybe = sum(1 for t in customer.send_times if since <= t < since + 1)
+        return certain, maybe
+
+    def _customer(self, key: CustomerKey) -> _Customer:
+        customer = self._customers.get(key)
+        if customer is None:
+            self._prune()  # before inserting: the new entry must not be pruned as stale
+            customer = self._customers[key] = _Customer()
+        else:
+            self._customers.move_to_end(key)
+        return customer
+
+    def _prune(self) -> None:
+        horizon = self._clock() - WINDOW_SECONDS
+        while len(self._customers) >= self._max_customers:
+            self._customers.popitem(last=False)
+        # Drop a few stale customers per insertion so the map stays flat over a day of traffic.
+        for _ in range(2):
+            if not self._customers:
+                return
+            key, oldest = next(iter(self._customers.items()))
+            if oldest.waiting or oldest.latest_message_time >= horizon:
+                return
+            del self._customers[key]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._customers)

@@ -1,0 +1,300 @@
+"""The WeCom Customer Service (微信客服) channel: lifecycle, turn dispatch and ``send``.
+
+callback (``/wxkf/``) → ``Puller`` → ``Router`` → ``TurnAssembler`` → prepare (media, takeover
+check) → ``_compose_context`` → ``produce`` → ChatChannel worker → bot → ``send`` → ``ReplySender``.
+Every accepted inbound message is finished exactly once: customer messages in ``_handle``'s
+``finally`` (after ``send`` returned), the others where they are processed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from bridge.context import Context
+from bridge.reply import Reply, ReplyType
+from channel.chat_channel import ChatChannel
+from config import conf
+
+from .api import KfApi
+from .budget import BudgetLedger
+from .callback import CallbackHandler
+from .errors import KfSessionStateInvalid, register_secret
+from .events import EventHandler, Recalls
+from .http_server import CallbackServer
+from .inbound.turns import Turn
+from .outbound.planner import plan_reply
+from .outbound.sender import ReplySender, SendOutcome
+from .puller import Puller
+from .router import KeyedExecutor, Router
+from .settings import KfSettings, load_kf_settings
+from .store import JsonFileStore, StateStore
+from .takeover import Takeover
+from .wechatcom_kf_message import WechatComKfMessage
+
+logger = logging.getLogger(__name__)
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # the directory holding the ``channel`` package
+MEDIA_DIR_NAME = "wechatcom_kf_media"
+PREPARE_WORKERS = 8
+EVENT_WORKERS = 4
+STOP_TIMEOUT_SECONDS = 10.0
+SEND_ROUNDS = 4  # a reply interrupted by a transient error (after the client's own retries) is resent
+SEND_RETRY_BASE_SECONDS = 2.0
+SEND_RETRY_CAP_SECONDS = 10.0
+
+
+def resolve_state_dir(cursor_dir: str) -> Path:
+    """``wechatcom_kf_cursor_dir``; a relative path is taken from the project root, not the CWD."""
+    path = Path(cursor_dir or "tmp").expanduser()
+    return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+def load_checked_settings() -> KfSettings:
+    """Read the channel's settings; ValueError naming every missing required key."""
+    settings = load_kf_settings(conf().get)
+    missing = settings.missing_required()
+    if missing:
+        raise ValueError("missing required settings: " + ", ".join(missing))
+    return settings
+
+
+class WechatComKfChannel(ChatChannel):
+    """``channel_type: "wechatcom_kf"``."""
+
+    # Everything else is planned into KF messages (text, image, voice, video, file) or a text notice.
+    NOT_SUPPORT_REPLYTYPE = [ReplyType.CARD, ReplyType.INVITE_ROOM, ReplyType.MINIAPP]  # noqa: RUF012
+
+    def __init__(self) -> None:
+        super().__init__()
+        settings = load_checked_settings()
+        for secret in (
+            settings.wechatcom_kf_secret,
+            settings.wechatcom_kf_token,
+            settings.wechatcom_kf_aes_key,
+        ):
+            register_secret(secret)
+        self.kf_settings = settings
+        self.state_dir = resolve_state_dir(settings.wechatcom_kf_cursor_dir)
+        self.media_dir = self.state_dir / MEDIA_DIR_NAME
+        self.instance_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._kf_callback = CallbackHandler(
+            settings.wechatcom_kf_token,
+            settings.wechatcom_kf_aes_key,
+            settings.wechatcom_corp_id,
+            self._schedule,
+        )
+        self.api = KfApi(
+            settings.wechatcom_corp_id,
+            settings.wechatcom_kf_secret,
+            api_base=settings.wechatcom_kf_api_base,
+            timeout=settings.wechatcom_kf_request_timeout,
+        )
+        self.store = self._make_store(settings)
+        self.ledger = BudgetLedger()
+        self.recalls = Recalls()
+        self.takeover = Takeover(self.store, self.api)
+        self._kf_sender = ReplySender(self.api)
+        self._kf_event_pool = ThreadPoolExecutor(max_workers=EVENT_WORKERS, thread_name_prefix="kf-event")
+        self._kf_prepare = KeyedExecutor(PREPARE_WORKERS, "kf-prepare")
+        self.router = Router(
+            store=self.store,
+            events=self._make_event_handler,
+            takeover=self.takeover,
+            ledger=self.ledger,
+            make_message=self._make_message,
+            on_turn=self._on_turn,
+            merge_window_seconds=settings.wechatcom_kf_merge_window_seconds,
+        )
+        self.puller = Puller(self.api, self.store, self.router.handle_items, settings, self.instance_id)
+        self._kf_server: CallbackServer | None = None
+        self._kf_server_created = threading.Event()
+        self._kf_server_lock = threading.Lock()
+        self._kf_stopped = threading.Event()
+
+    def _make_store(self, settings: KfSettings) -> StateStore:
+        """JSON file by default; Redis (shared by several instances) when a Redis URL is configured."""
+        redis_url = str(getattr(settings, "wechatcom_kf_redis_url", "") or "")
+        if redis_url:
+            from .store import RedisStore  # redis-py is needed only by deployments that use it
+
+            return RedisStore(redis_url)
+        return JsonFileStore(self.state_dir)
+
+    # --- lifecycle --------------------------------------------------------------------------------
+
+    def startup(self) -> None:
+        """Serve the callback endpoint until ``stop()``; blocks."""
+        settings = self.kf_settings
+        with self._kf_server_lock:
+            if self._kf_stopped.is_set():
+                return
+            self._kf_server = CallbackServer(
+                self._kf_callback,
+                settings.wechatcom_kf_host,
+                settings.wechatcom_kf_port,
+                settings.wechatcom_kf_http_threads,
+                settings.wechatcom_kf_http_backlog,
+            )
+            self._kf_server_created.set()
+        logger.info("wechatcom_kf channel starting (state dir %s)", self.state_dir)
+        self._kf_server.serve()
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Wait until the callback server is bound (tests, sandbox); False on timeout."""
+        deadline = time.monotonic() + timeout
+        if not self._kf_server_created.wait(timeout) or self._kf_server is None:
+            return False
+        return self._kf_server.ready.wait(max(0.0, deadline - time.monotonic()))
+
+    @property
+    def port(self) -> int:
+        """The callback server's bound port (after ``wait_ready``)."""
+        if self._kf_server is None:
+            raise RuntimeError("the callback server is not started")
+        return self._kf_server.port
+
+    def stop(self) -> None:
+        """Stop serving, drain pulls and queued turns within a timeout, flush the store."""
+        if self._kf_stopped.is_set():
+            return
+        self._kf_stopped.set()
+        with self._kf_server_lock:
+            if self._kf_server is not None:
+                self._kf_server.stop()
+        if not self.puller.stop(STOP_TIMEOUT_SECONDS):
+            logger.warning("pulls did not finish in time; unfinished items are re-pulled after a restart")
+        self.router.close()
+        self._kf_prepare.shutdown(STOP_TIMEOUT_SECONDS)
+        host_stop = getattr(super(), "stop", None)  # older CoW hosts have no ChatChannel.stop
+        if callable(host_stop):
+            host_stop()
+        self._kf_event_pool.shutdown(wait=True, cancel_futures=False)
+        self.store.close()
+        self.api.close()
+        logger.info("wechatcom_kf channel stopped")
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until nothing is pulled or in flight (tests and benchmarks)."""
+        return self.puller.wait_idle(timeout) and self.router.wait_idle(timeout)
+
+    # --- inbound ----------------------------------------------------------------------------------
+
+    def _schedule(self, open_kfid: str, token: str) -> None:
+        self.puller.schedule(open_kfid, token)
+
+    def _make_event_handler(self, finish: Any) -> EventHandler:
+        return EventHandler(
+            self.api,
+            self.takeover,
+            self.recalls,
+            self.kf_settings.wechatcom_kf_welcome_text,
+            self._kf_event_pool,
+            finish,
+        )
+
+    def _make_message(self, item: dict[str, Any]) -> WechatComKfMessage:
+        return WechatComKfMessage(item, self.api, self.media_dir)
+
+    def _on_turn(self, turn: Turn) -> None:
+        # Called with the assembler's lock held: only queue here (per-customer order is kept).
+        if not self._kf_prepare.submit(turn.key, lambda: self._dispatch_turn(turn)):
+            logger.info("channel stopping: turn of %s left pending for the next start", turn.key)
+
+    def _dispatch_turn(self, turn: Turn) -> None:
+        open_kfid, user = turn.key
+        if self.recalls.any_recalled(turn.msgids):
+            logger.info("turn of %s/%s recalled before it was answered", open_kfid, user)
+            self.router.finish_turn(turn.key, turn.msgids)
+            return
+        if not self.takeover.bot_may_answer(open_kfid, user):
+            self.router.finish_turn(turn.key, turn.msgids)
+            return
+        try:
+            turn.prepare()
+            ctype, content, kwargs = turn.to_context_args()
+            context = self._compose_context(ctype, content, msg=turn.last, isgroup=False, **kwargs)
+        except Exception:
+            logger.exception("preparing the turn of %s/%s failed; not answered", open_kfid, user)
+            context = None
+        if context is None:
+            self.router.finish_turn(turn.key, turn.msgids)
+            return
+        context["kf_msgids"] = turn.msgids
+        self.produce(context)
+
+    def _handle(self, context: Context) -> None:
+        try:
+            super()._handle(context)
+        finally:
+            msgids = list(context.get("kf_msgids") or [])
+            msg = context.get("msg")
+            if msgids and isinstance(msg, WechatComKfMessage):
+                self.router.finish_turn((msg.open_kfid, msg.external_userid), msgids)
+
+    # --- outbound ---------------------------------------------------------------------------------
+
+    def send(self, reply: Reply, context: Context) -> None:
+        """Send ``reply`` to the customer of ``context``; never raises (the host would resend)."""
+        try:
+            self._send_kf(reply, context)
+        except Exception:
+            logger.exception("sending a %s reply failed", getattr(reply, "type", None))
+
+    def _send_kf(self, reply: Reply, context: Context) -> None:
+        msg = context.get("msg")
+        if not isinstance(msg, WechatComKfMessage):
+            logger.warning("reply without its KF message cannot be sent")
+            return
+        open_kfid, user = msg.open_kfid, msg.external_userid
+        msgids = [str(m) for m in (context.get("kf_msgids") or [msg.msg_id])]
+        if self.recalls.any_recalled(msgids):
+            logger.info("reply to %s/%s dropped: the customer recalled the message", open_kfid, user)
+            return
+        if not self.takeover.bot_may_answer(open_kfid, user):
+            return
+        key = (open_kfid, user)
+        parts = plan_reply(reply, self.ledger.allowance_for(key, msgids), self.kf_settings)
+        if not parts:
+            return
+        # A plugin may send more than once per context: later sends get their own msgid range.
+        sends = int(context.get("kf_sends", 0))
+        context["kf_sends"] = sends + 1
+        base = msgids[-1] if sends == 0 else f"{msgids[-1]}/{sends}"
+        outcome = self._send_parts(key, parts, base)
+        if isinstance(outcome.stopped_by, KfSessionStateInvalid):
+            self.takeover.mark_human(open_kfid, user, "send refused with 95018")
+
+    def _send_parts(self, key: tuple[str, str], parts: list[Any], base: str) -> SendOutcome:
+        """Send, and resend after a transient failure the API client gave up on (bounded rounds).
+
+        Resending is safe: parts that went out carry the same msgids and are refused as duplicates.
+        """
+        open_kfid, user = key
+        counted = 0
+        for round_no in range(1, SEND_ROUNDS + 1):
+            outcome = self._kf_sender.send(parts, touser=user, open_kfid=open_kfid, msgid_base=base)
+            # Duplicates of this turn's earlier rounds were counted already; older ones were not.
+            self.ledger.consume(key, max(0, outcome.delivered - counted))
+            counted = max(counted, outcome.delivered)
+            error = outcome.stopped_by
+            if error is None or not error.retryable or round_no == SEND_ROUNDS:
+                return outcome
+            delay = min(SEND_RETRY_CAP_SECONDS, SEND_RETRY_BASE_SECONDS * 2 ** (round_no - 1))
+            logger.warning(
+                "reply to %s/%s interrupted by %s; resending in %.1f s",
+                open_kfid,
+                user,
+                type(error).__name__,
+                delay,
+            )
+            if self._kf_stopped.wait(delay):
+                break
+        return outcome

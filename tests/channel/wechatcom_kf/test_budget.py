@@ -1,0 +1,98 @@
+"""BudgetLedger: 5 sends per customer message, shared by the customer's unanswered messages."""
+
+from __future__ import annotations
+
+from channel.wechatcom_kf.budget import BudgetLedger
+
+A = ("wkA", "wmA")
+B = ("wkA", "wmB")
+
+
+class Clock:
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_new_message_has_five_sends():
+    ledger = BudgetLedger(clock=Clock())
+    ledger.note_message(A, "m1", 999_990)
+    assert ledger.allowance_for(A, ["m1"]) == 5
+
+
+def test_sends_consume_the_allowance_and_a_new_message_resets_it():
+    clock = Clock()
+    ledger = BudgetLedger(clock=clock)
+    ledger.note_message(A, "m1", clock.now - 10)
+    ledger.consume(A, 3)
+    ledger.answered(A, ["m1"])
+    clock.now += 5
+    assert ledger.allowance_for(A, ["m1"]) == 2
+    ledger.note_message(A, "m2", clock.now + 1)
+    assert ledger.allowance_for(A, ["m2"]) == 5
+
+
+def test_earlier_turns_leave_one_send_for_each_later_unanswered_message():
+    clock = Clock()
+    ledger = BudgetLedger(clock=clock)
+    for n in range(3):
+        ledger.note_message(A, f"m{n}", clock.now - 10 + n)
+    assert ledger.allowance_for(A, ["m0"]) == 3
+    ledger.consume(A, 3)
+    ledger.answered(A, ["m0"])
+    assert ledger.allowance_for(A, ["m1"]) == 1
+    ledger.consume(A, 1)
+    ledger.answered(A, ["m1"])
+    assert ledger.allowance_for(A, ["m2"]) == 1
+
+
+def test_a_merged_turn_counts_once():
+    clock = Clock()
+    ledger = BudgetLedger(clock=clock)
+    ledger.note_message(A, "img", clock.now - 2)
+    ledger.note_message(A, "question", clock.now - 1)
+    assert ledger.allowance_for(A, ["img", "question"]) == 5
+
+
+def test_more_unanswered_messages_than_sends_leaves_old_turns_without_budget():
+    clock = Clock()
+    ledger = BudgetLedger(clock=clock)
+    for n in range(7):
+        ledger.note_message(A, f"m{n}", clock.now - 10)
+    assert ledger.allowance_for(A, ["m0"]) == 0
+    assert ledger.allowance_for(A, ["m6"]) == 5
+
+
+def test_customers_are_independent():
+    clock = Clock()
+    ledger = BudgetLedger(clock=clock)
+    ledger.note_message(A, "a1", clock.now - 1)
+    ledger.note_message(B, "b1", clock.now - 1)
+    ledger.consume(A, 5)
+    assert ledger.allowance_for(A, ["a1"]) == 0
+    assert ledger.allowance_for(B, ["b1"]) == 5
+
+
+def test_the_ledger_stays_bounded():
+    clock = Clock()
+    ledger = BudgetLedger(max_customers=100, clock=clock)
+    for n in range(1000):
+        key = ("wkA", f"wm{n}")
+        ledger.note_message(key, f"m{n}", clock.now)
+        ledger.answered(key, [f"m{n}"])
+    assert len(ledger) <= 100
+
+
+def test_sends_in_the_same_second_as_the_message_limit_extra_parts_only():
+    clock = Clock(1_000_000.5)
+    ledger = BudgetLedger(clock=clock)
+    ledger.consume(A, 4)  # answers to earlier messages, in the second the new message came
+    ledger.note_message(A, "m1", 1_000_000)
+    ledger.note_message(A, "m2", 1_000_000)
+    assert ledger.allowance_for(A, ["m1"]) == 1
+    clock.now += 2
+    ledger.consume(A, 1)
+    ledger.answered(A, ["m1"])
+    assert ledger.allowance_for(A, ["m2"]) == 1

@@ -1,0 +1,146 @@
+"""Callback endpoint logic (verify, decrypt, schedule) with real wechatpy encryption, and the web.py +
+cheroot server in front of it over real HTTP."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import requests
+from wechatpy.enterprise.crypto import WeChatCrypto
+
+from channel.wechatcom_kf.callback import MAX_BODY_BYTES, CallbackHandler, MalformedXml, parse_xml_fields
+from channel.wechatcom_kf.http_server import CallbackServer
+
+TOKEN = "callbacktoken123"
+AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+CORP = "ww0123456789abcdef"
+
+
+def kf_event(open_kfid: str = "wkA", token: str = "ENCsync") -> str:
+    return (
+        f"<xml><ToUserName><![CDATA[{CORP}]]></ToUserName><CreateTime>{int(time.time())}</CreateTime>"
+        "<MsgType><![CDATA[event]]></MsgType><Event><![CDATA[kf_msg_or_event]]></Event>"
+        f"<Token><![CDATA[{token}]]></Token><OpenKfId><![CDATA[{open_kfid}]]></OpenKfId></xml>"
+    )
+
+
+def encrypted(plain: str, corp: str = CORP) -> tuple[dict[str, str], bytes]:
+    envelope = WeChatCrypto(TOKEN, AES_KEY, corp).encrypt_message(plain, "nonce1", str(int(time.time())))
+    fields = parse_xml_fields(envelope)
+    params = {
+        "msg_signature": fields["MsgSignature"],
+        "timestamp": fields["TimeStamp"],
+        "nonce": fields["Nonce"],
+    }
+    return params, f"<xml><Encrypt><![CDATA[{fields['Encrypt']}]]></Encrypt></xml>".encode()
+
+
+@pytest.fixture
+def scheduled():
+    return []
+
+
+@pytest.fixture
+def handler(scheduled):
+    return CallbackHandler(TOKEN, AES_KEY, CORP, lambda kf, tok: scheduled.append((kf, tok)))
+
+
+def test_kf_event_schedules_a_pull(handler, scheduled):
+    params, body = encrypted(kf_event("wkA", "ENC1"))
+    response = handler.handle_post(params, body)
+    assert (response.status, response.body) == (200, "success")
+    assert scheduled == [("wkA", "ENC1")]
+
+
+def test_bad_signature_and_wrong_corp_are_forbidden(handler, scheduled):
+    params, body = encrypted(kf_event())
+    assert handler.handle_post({**params, "msg_signature": "f" * 40}, body).status == 403
+    params, body = encrypted(kf_event(), corp="wwsomeoneelse")
+    assert handler.handle_post(params, body).status == 403
+    assert scheduled == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"garbage", b"<xml><Other>1</Other></xml>", b"<xml><Encrypt>x", b"<!DOCTYPE x><xml/>"],
+)
+def test_malformed_bodies_are_bad_requests(handler, scheduled, body):
+    params, _ = encrypted(kf_event())
+    assert handler.handle_post(params, body).status in (400, 403)
+    assert handler.handle_post({}, body).status == 400
+    assert scheduled == []
+
+
+def test_events_other_than_kf_msg_or_event_are_ignored(handler, scheduled):
+    params, body = encrypted(kf_event().replace("kf_msg_or_event", "change_contact"))
+    assert handler.handle_post(params, body).status == 200
+    params, body = encrypted(kf_event(token=""))
+    assert handler.handle_post(params, body).status == 200
+    assert scheduled == []
+
+
+def test_url_verification(handler):
+    crypto = WeChatCrypto(TOKEN, AES_KEY, CORP)
+    envelope = parse_xml_fields(crypto.encrypt_message("echo-12345", "n", "1700000000"))
+    query = {
+        "msg_signature": envelope["MsgSignature"],
+        "timestamp": "1700000000",
+        "nonce": "n",
+        "echostr": envelope["Encrypt"],
+    }
+    assert (handler.handle_get(query).status, handler.handle_get(query).body) == (200, "echo-12345")
+    assert handler.handle_get({**query, "msg_signature": "0" * 40}).status == 403
+    assert handler.handle_get({"timestamp": "1"}).status == 400
+
+
+def test_a_wrong_aes_key_is_reported_without_its_value():
+    with pytest.raises(ValueError, match="wechatcom_kf_aes_key") as info:
+        CallbackHandler(TOKEN, "short-key-value", CORP, lambda *_: None)
+    assert "short-key-value" not in str(info.value)
+
+
+def test_xml_with_entities_is_refused():
+    with pytest.raises(MalformedXml):
+        parse_xml_fields('<!DOCTYPE a [<!ENTITY b "c">]><xml><A>&b;</A></xml>')
+
+
+@pytest.fixture
+def server(handler):
+    srv = CallbackServer(handler, "127.0.0.1", 0, threads=4, backlog=16)
+    thread = threading.Thread(target=srv.serve, daemon=True)
+    thread.start()
+    assert srv.ready.wait(5)
+    yield f"http://127.0.0.1:{srv.port}"
+    srv.stop()
+    thread.join(5)
+
+
+def test_http_status_codes(server, scheduled):
+    params, body = encrypted(kf_event("wkH", "ENCH"))
+    ok = requests.post(server + "/wxkf/", params=params, data=body, timeout=5)
+    assert (ok.status_code, ok.text) == (200, "success")
+    assert requests.post(server + "/wxkf", params=params, data=body, timeout=5).status_code == 200
+    forged = requests.post(
+        server + "/wxkf/", params={**params, "msg_signature": "0" * 40}, data=body, timeout=5
+    )
+    assert forged.status_code == 403
+    big = requests.post(server + "/wxkf/", params=params, data=b"x" * (MAX_BODY_BYTES + 1), timeout=5)
+    assert big.status_code == 413
+    bad = requests.post(server + "/wxkf/", params=params, data=b"<<<", timeout=5)
+    assert bad.status_code == 400 and "Traceback" not in bad.text
+    assert requests.put(server + "/wxkf/", timeout=5).status_code == 405
+    assert requests.get(server + "/elsewhere", timeout=5).status_code == 404
+    assert scheduled == [("wkH", "ENCH"), ("wkH", "ENCH")]
+
+
+def test_chunked_oversized_body_is_refused(server):
+    params, _ = encrypted(kf_event())
+
+    def chunks():
+        for _ in range(100):
+            yield b"y" * 1024
+
+    resp = requests.post(server + "/wxkf/", params=params, data=chunks(), timeout=5)
+    assert resp.status_code == 413

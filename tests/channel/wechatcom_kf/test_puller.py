@@ -1,0 +1,225 @@
+"""Puller: one loop per account, coalescing, paging, 95007, first start, recovery, locks, retries.
+
+The API side is an in-memory fake of ``KfApi.sync_msg`` (the HTTP path is covered by tests/e2e);
+the store is the real JsonFileStore.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from channel.wechatcom_kf.errors import KfNetworkError, KfSyncTokenInvalid
+from channel.wechatcom_kf.puller import Puller
+from channel.wechatcom_kf.settings import load_kf_settings
+from channel.wechatcom_kf.store import JsonFileStore
+
+KF = "wkTEST"
+
+
+@dataclass
+class Page:
+    next_cursor: str
+    has_more: bool
+    msg_list: list[dict[str, Any]]
+
+
+def item(n: int, send_time: float | None = None, origin: int = 3) -> dict[str, Any]:
+    return {
+        "msgid": f"m{n}",
+        "open_kfid": KF,
+        "external_userid": "wmU",
+        "send_time": int(time.time() if send_time is None else send_time),
+        "origin": origin,
+        "msgtype": "text",
+        "text": {"content": str(n)},
+    }
+
+
+class FakeApi:
+    """Serves ``items`` in pages of ``page_size``; cursors are indexes. Records every call."""
+
+    def __init__(self, items: list[dict[str, Any]] | None = None, page_size: int = 1000) -> None:
+        self.items = list(items or [])
+        self.page_size = page_size
+        self.calls: list[tuple[str | None, str | None]] = []
+        self.gate: threading.Event | None = None  # when set, the first call waits for it
+        self.failures: list[Exception] = []  # raised by the next calls, in order
+        self.empty_pages_first = 0  # has_more=1 pages with no items before the real ones
+        self.lock = threading.Lock()
+
+    def sync_msg(self, open_kfid: str, cursor: str | None, token: str | None, limit: int = 1000) -> Page:
+        with self.lock:
+            self.calls.append((cursor, token))
+            first = len(self.calls) == 1
+            failure = self.failures.pop(0) if self.failures else None
+        if first and self.gate is not None:
+            assert self.gate.wait(5)
+        if failure is not None:
+            raise failure
+        start = int(cursor or 0)
+        if self.empty_pages_first:
+            self.empty_pages_first -= 1
+            return Page(str(start), True, [])
+        chunk = self.items[start : start + self.page_size]
+        end = start + len(chunk)
+        return Page(str(end), end < len(self.items), chunk)
+
+
+def settings(**overrides: Any):
+    values = {"wechatcom_kf_max_message_age_hours": 48.0, **overrides}
+    return load_kf_settings(lambda key, default=None: values.get(key, default), environ={})
+
+
+class Harness:
+    def __init__(self, tmp_path, api: FakeApi, store: JsonFileStore | None = None, **kw: Any) -> None:
+        self.store = store or JsonFileStore(tmp_path / "state")
+        self.api = api
+        self.handled: list[str] = []
+        self.puller = Puller(
+            api,
+            self.store,
+            self._handle,
+            kw.pop("settings", settings()),
+            kw.pop("owner", "me"),
+            backoff_base=0.01,
+            **kw,
+        )
+
+    def _handle(self, items: list[dict[str, Any]]) -> None:
+        self.handled += [i["msgid"] for i in items]
+
+    def run(self, token: str = "tok") -> None:
+        self.puller.schedule(KF, token)
+        assert self.puller.wait_idle(10)
+
+
+def test_pages_while_has_more_even_through_empty_pages(tmp_path):
+    api = FakeApi([item(n) for n in range(25)], page_size=10)
+    api.empty_pages_first = 2
+    h = Harness(tmp_path, api)
+    h.run()
+    assert h.handled == [f"m{n}" for n in range(25)]
+    assert len(api.calls) == 5  # 2 empty + 3 real pages
+    assert h.store.load_cursor(KF) == "25"
+
+
+def test_callbacks_during_a_pull_coalesce_into_one_more_pull(tmp_path):
+    api = FakeApi([item(1)])
+    api.gate = threading.Event()
+    h = Harness(tmp_path, api)
+    h.puller.schedule(KF, "t0")
+    for n in range(10):
+        h.puller.schedule(KF, f"t{n + 1}")
+    api.gate.set()
+    assert h.puller.wait_idle(10)
+    assert [token for _, token in api.calls] == ["t0", "t10"]  # newest token wins
+    assert h.puller.pulls_started == 2
+    assert h.handled == ["m1"]
+
+
+def test_repeated_pulls_do_not_hand_on_an_item_twice(tmp_path):
+    api = FakeApi([item(1), item(2)])
+    h = Harness(tmp_path, api)
+    h.run()
+    api.calls.clear()
+    # WeCom may serve items again (a cursor lost in a crash): accept_page drops known msgids.
+    h.store.accept_page(KF, None, [], [])
+    h.run()
+    assert h.handled == ["m1", "m2"]
+
+
+def test_an_expired_token_is_retried_once_without_it(tmp_path):
+    api = FakeApi([item(1)])
+    api.failures = [KfSyncTokenInvalid("95007", errcode=95007)]
+    h = Harness(tmp_path, api)
+    h.run("old")
+    assert api.calls == [(None, "old"), (None, None)]
+    assert h.handled == ["m1"]
+
+
+def test_errors_are_retried_with_backoff_and_the_cursor_waits(tmp_path):
+    api = FakeApi([item(1)])
+    api.failures = [KfNetworkError("down"), KfNetworkError("down")]
+    h = Harness(tmp_path, api)
+    h.run()
+    assert len(api.calls) == 3
+    assert h.handled == ["m1"]
+    assert h.store.load_cursor(KF) == "1"
+
+
+def test_first_start_skips_history_but_answers_the_waking_message(tmp_path):
+    now = time.time()
+    history = [item(n, now - 86400 + n) for n in range(50)]
+    api = FakeApi([*history, item(99, now)])
+    h = Harness(tmp_path, api)
+    h.run()
+    assert h.handled == ["m99"]
+    # The skipped history is recorded as done: served again, it is not handed on.
+    h.store.accept_page(KF, None, [], [])
+    assert h.store.accept_page(KF, "51", history[:3], []) == []
+
+
+def test_first_start_answers_a_clock_skewed_waking_message(tmp_path):
+    now = time.time()
+    api = FakeApi([item(1, now - 3600), item(2, now - 600)])  # our clock runs 10 min ahead
+    h = Harness(tmp_path, api)
+    h.run()
+    assert h.handled == ["m2"]
+
+
+def test_without_skip_history_the_first_start_answers_recent_history(tmp_path):
+    now = time.time()
+    api = FakeApi([item(1, now - 5 * 86400), item(2, now - 3600)])
+    h = Harness(tmp_path, api, settings=settings(wechatcom_kf_skip_history_on_first_start=False))
+    h.run()
+    assert h.handled == ["m2"]
+
+
+def test_after_the_first_pull_only_too_old_items_are_skipped(tmp_path):
+    now = time.time()
+    api = FakeApi([item(1, now)])
+    h = Harness(tmp_path, api, settings=settings(wechatcom_kf_max_message_age_hours=2.0))
+    h.run()
+    api.items += [item(2, now - 3 * 3600), item(3, now - 3600)]
+    h.run()
+    assert h.handled == ["m1", "m3"]
+
+
+def test_pending_items_of_a_previous_run_are_dispatched_first(tmp_path):
+    store = JsonFileStore(tmp_path / "state")
+    store.accept_page(KF, "1", [item(1)], [])
+    api = FakeApi([item(1), item(2)])
+    h = Harness(tmp_path, api, store=store)
+    h.run()
+    assert h.handled == ["m1", "m2"]  # m1 re-dispatched once, before the pull; not duplicated
+
+
+def test_an_account_locked_by_another_instance_is_not_pulled(tmp_path):
+    store = JsonFileStore(tmp_path / "state")
+    assert store.try_lock(KF, "other", 30)
+    api = FakeApi([item(1)])
+    h = Harness(tmp_path, api, store=store)
+    h.puller.schedule(KF, "tok")
+    time.sleep(0.2)
+    assert api.calls == []
+    store.unlock(KF, "other")
+    assert h.puller.wait_idle(10)  # the timer retries once the lock is free
+    assert h.handled == ["m1"]
+
+
+def test_stop_cancels_retries_and_refuses_new_callbacks(tmp_path):
+    api = FakeApi([item(1)])
+    api.failures = [KfNetworkError("down")] * 3
+    h = Harness(tmp_path, api)
+    h.puller._backoff_base = 5.0  # a long wait that stop() must cut short
+    h.puller.schedule(KF, "tok")
+    deadline = time.monotonic() + 5
+    while not api.calls and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert h.puller.stop(5)
+    h.puller.schedule(KF, "tok2")
+    assert len(api.calls) == 1
+    assert h.handled == []

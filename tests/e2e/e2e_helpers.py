@@ -1,0 +1,96 @@
+"""Helpers of the end-to-end tests: a runner that starts the channel in this process against the
+emulator, and ways to count answers."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import config
+from bridge.bridge import Bridge
+from channel.wechatcom_kf.outbound.msgid import make_msgid
+from sandbox.emulator import WeComEmulator
+
+# Small windows and timeouts keep the suite fast; each test overrides what it exercises.
+FAST_SETTINGS: dict[str, Any] = {
+    "wechatcom_kf_merge_window_seconds": 0.3,
+    "wechatcom_kf_request_timeout": 5.0,
+    "wechatcom_kf_host": "127.0.0.1",
+    "wechatcom_kf_port": 0,
+    "bot_type": "echo",
+    "shutdown_timeout_seconds": 5.0,
+}
+
+
+def channel_overrides(emu: WeComEmulator, state_dir: Path, **overrides: Any) -> dict[str, Any]:
+    """Config keys for a channel pointed at ``emu`` with its state in ``state_dir``."""
+    return {
+        **emu.channel_config(),
+        **FAST_SETTINGS,
+        "wechatcom_kf_cursor_dir": str(state_dir),
+        **overrides,
+    }
+
+
+class ChannelRunner:
+    """Starts WechatComKfChannel instances in this process; stops them all at the end of a test."""
+
+    def __init__(self, emu: WeComEmulator, tmp_path: Path) -> None:
+        self.emu = emu
+        self.tmp_path = tmp_path
+        self.state_dir = tmp_path / "state"
+        self._running: list[tuple[Any, threading.Thread]] = []
+
+    def start(self, channel_class: type | None = None, *, bot: Any = None, **overrides: Any) -> Any:
+        from channel.wechatcom_kf.wechatcom_kf_channel import WechatComKfChannel
+
+        config_file = self.tmp_path / "config.json"
+        config_file.write_text("{}", encoding="utf-8")
+        config.load_config(
+            str(config_file), overrides=channel_overrides(self.emu, self.state_dir, **overrides), environ={}
+        )
+        Bridge().reset()
+        if bot is not None:
+            Bridge().set_bot(bot)
+        channel = (channel_class or WechatComKfChannel)()
+        channel.channel_type = "wechatcom_kf"
+        thread = threading.Thread(target=channel.startup, name="test-channel", daemon=True)
+        thread.start()
+        assert channel.wait_ready(10), "callback server did not start"
+        self._running.append((channel, thread))
+        self.emu.callback_url = f"http://127.0.0.1:{channel.port}/wxkf/"
+        return channel
+
+    def stop(self, channel: Any) -> None:
+        for i, (running, thread) in enumerate(self._running):
+            if running is channel:
+                running.stop()
+                thread.join(15)
+                del self._running[i]
+                return
+
+    def stop_all(self) -> None:
+        while self._running:
+            self.stop(self._running[-1][0])
+
+
+def answers_per_message(emu: WeComEmulator, inbound_msgids: Iterable[str]) -> dict[str, int]:
+    """Successful kf/send_msg per inbound customer message (first parts only: one answer each).
+
+    A reply's msgid is derived from the inbound msgid it answers (``make_msgid(inbound, part)``), so a
+    send is attributed by its msgid; sends refused as duplicates are not in ``emu.sends``.
+    """
+    first_part = {make_msgid(m, 0): m for m in inbound_msgids}
+    counts = dict.fromkeys(first_part.values(), 0)
+    for sent in emu.sends:
+        if sent.api.endswith("send_msg") and sent.msgid in first_part:
+            counts[first_part[sent.msgid]] += 1
+    return counts
+
+
+def write_config(path: Path, values: dict[str, Any]) -> Path:
+    path.write_text(json.dumps(values, ensure_ascii=False, indent=2), encoding="utf-8")
+    return path

@@ -1,0 +1,152 @@
+"""Invariant 3 across SIGKILL: ``python app.py`` is killed at five points while 100 messages are in
+flight, restarted and poked with one callback; every message is answered exactly once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from sandbox.fake_openai import FakeOpenAIServer
+from tests.e2e.e2e_helpers import answers_per_message, write_config
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CUSTOMERS, PER_CUSTOMER = 25, 4  # 100 messages a round
+KILL_AFTER_SENDS = (None, 5, 30, 60, 90)  # None: right after the round's first sync_msg
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class AppProcess:
+    """``python app.py --config ...`` with its output in a log file under the test's temp dir."""
+
+    def __init__(self, config_path: Path, log_dir: Path, port: int) -> None:
+        self.config_path, self.log_dir, self.port = config_path, log_dir, port
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.logs: list[Path] = []
+
+    def start(self, emu) -> None:
+        log = self.log_dir / f"app-{len(self.logs)}.log"
+        self.logs.append(log)
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "app.py", "--config", str(self.config_path)],
+                cwd=REPO_ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={k: v for k, v in os.environ.items() if not k.startswith(("WECHATCOM_", "WECHAT_KF_"))},
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # bounded: wait for the callback server to answer
+            assert self.proc.poll() is None, log.read_text(errors="replace")[-2000:]
+            if emu.verify_url()[0] == 200:
+                return
+            time.sleep(0.1)
+        raise AssertionError("app did not start listening")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def terminate(self) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                return self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+                return -9
+        return int(self.proc.returncode)
+
+
+def _sync_calls(emu) -> int:
+    return sum(
+        1 for e in emu.protocol_log() if e.get("kind") == "api" and str(e.get("api")).endswith("sync_msg")
+    )
+
+
+@pytest.fixture
+def llm():
+    server = FakeOpenAIServer(latency=0.05)
+    base = server.start()
+    try:
+        yield base
+    finally:
+        server.stop()
+
+
+def test_sigkill_at_five_points_loses_and_duplicates_nothing(emu, tmp_path, llm):
+    port = _free_port()
+    emu.callback_url = f"http://127.0.0.1:{port}/wxkf/"
+    config_path = write_config(
+        tmp_path / "config.json",
+        {
+            **emu.channel_config(),
+            "wechatcom_kf_cursor_dir": str(tmp_path / "state"),
+            "wechatcom_kf_merge_window_seconds": 0.3,
+            "wechatcom_kf_request_timeout": 5.0,
+            "bot_type": "openai",
+            "open_ai_api_key": "sk-test-key-for-fake-server",
+            "open_ai_api_base": llm,
+            "debug": True,  # the strictest setting for the secrets check below
+            "shutdown_timeout_seconds": 5.0,
+        },
+    )
+    app = AppProcess(config_path, tmp_path, port)
+    kf = emu.default_kfid
+    users = [emu.add_customer(f"客户{i}") for i in range(CUSTOMERS)]
+    inbound: list[str] = []
+    app.start(emu)
+    try:
+        for round_no, kill_after in enumerate(KILL_AFTER_SENDS):
+            sends_before, syncs_before = len(emu.sends), _sync_calls(emu)
+            inbound += [
+                emu.customer_text(kf, user, f"第{round_no}轮第{n}问", notify=False)
+                for n in range(PER_CUSTOMER)
+                for user in users
+            ]
+            assert emu.fire_callback(kf) == 200
+            if kill_after is None:
+                assert emu.wait_until(lambda s=syncs_before: _sync_calls(emu) > s, 20)
+            else:
+                emu.wait_for_sends(sends_before + kill_after, timeout=60)
+            app.kill()
+            app.start(emu)
+            assert emu.fire_callback(kf) == 200
+            emu.wait_for_sends(len(inbound), timeout=60)
+            counts = answers_per_message(emu, inbound)
+            assert [m for m, n in counts.items() if n == 0] == [], f"round {round_no}: lost messages"
+            assert [m for m, n in counts.items() if n > 1] == [], f"round {round_no}: duplicates"
+        time.sleep(0.5)  # a late duplicate would show up here
+    finally:
+        code = app.terminate()
+    counts = answers_per_message(emu, inbound)
+    duplicates = sum(n - 1 for n in counts.values() if n > 1)
+    losses = sum(1 for n in counts.values() if n == 0)
+    print(
+        f"\nFIGURES test4: rounds=5 messages={len(inbound)} replies={len(emu.sends)} "
+        f"duplicates={duplicates} losses={losses} refused_duplicate_sends="
+        f"{sum(1 for r in emu.rejections if r.errcode == 40058)}"
+    )
+    assert (duplicates, losses) == (0, 0)
+    assert len(emu.sends) == len(inbound)
+    assert not [r for r in emu.rejections if r.errcode in (95001, 95002, 95018)]
+    assert code == 0
+    # Invariant 8 for the subprocess logs: no credential in any line.
+    text = "\n".join(log.read_text(errors="replace") for log in app.logs)
+    assert "Traceback" not in text
+    for secret in emu.secrets():
+        assert secret not in text
