@@ -25,10 +25,11 @@ import uuid
 import wave
 from collections import deque
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from sandbox.emulator import multipart
+from sandbox.emulator.httpbase import QuietThreadingHTTPServer
 
 logger = logging.getLogger(__name__)
 
@@ -83,13 +84,13 @@ class FakeOpenAIServer:
         self.calls = 0
         self.current_concurrency = 0
         self.peak_concurrency = 0
-        self._httpd: ThreadingHTTPServer | None = None
+        self._httpd: QuietThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> str:
         handler = type("_BoundHandler", (_Handler,), {"fake": self})
-        self._httpd = ThreadingHTTPServer((self._host, self._port), handler)
+        self._httpd = QuietThreadingHTTPServer((self._host, self._port), handler)
         self._httpd.daemon_threads = True
         self._stopping.clear()
         self._thread = threading.Thread(

@@ -70,28 +70,15 @@ class CallbackSender:
     def _post_once(
         self, url: str, params: dict[str, str], body: bytes, open_kfid: str, token: str, attempt: int
     ) -> int:
-        status = 0
-        error: str | None = None
-        try:
-            resp = requests.post(url, params=params, data=body, timeout=self._emu.callback_timeout)
-            status = resp.status_code
-        except requests.RequestException as exc:
-            error = type(exc).__name__
-        self._log({"open_kfid": open_kfid, "token": shorten(token), "attempt": attempt}, url, status, error)
-        return status
+        summary = {"open_kfid": open_kfid, "token": shorten(token), "attempt": attempt}
+        return self._exchange(summary, "POST", url, params=params, data=body)[0]
 
     def post_raw(self, body: bytes, params: dict[str, Any], url: str | None) -> tuple[int, bytes]:
         """POST arbitrary bytes (forged or malformed callbacks); (0, b"") when the connection failed."""
         target = url or self._emu.callback_url
         if not target:
             raise ValueError("no callback url")
-        try:
-            resp = requests.post(target, params=params, data=body, timeout=self._emu.callback_timeout)
-        except requests.RequestException as exc:
-            self._log({"raw": True}, target, 0, type(exc).__name__)
-            return 0, b""
-        self._log({"raw": True}, target, resp.status_code, None)
-        return resp.status_code, resp.content
+        return self._exchange({"raw": True}, "POST", target, params=params, data=body)
 
     def verify_url(self, url: str | None) -> tuple[int, bytes, str]:
         """GET URL verification with an encrypted echostr; returns (status, body, expected plaintext)."""
@@ -100,19 +87,30 @@ class CallbackSender:
             raise ValueError("no callback url")
         expected = str(secrets.randbelow(10**18))
         params = self._emu.crypto.encrypt_echostr(expected)
-        try:
-            resp = requests.get(target, params=params, timeout=self._emu.callback_timeout)
-        except requests.RequestException as exc:
-            self._log({"verify": True}, target, 0, type(exc).__name__)
-            return 0, b"", expected
-        self._log({"verify": True}, target, resp.status_code, None)
-        return resp.status_code, resp.content, expected
+        status, content = self._exchange({"verify": True}, "GET", target, params=params)
+        return status, content, expected
 
-    def _log(self, request: dict[str, Any], url: str, status: int, error: str | None) -> None:
-        request = {**request, "url": url.split("?", 1)[0]}
-        response: dict[str, Any] = {"status": status}
-        if error:
-            response["error"] = error
-        self._emu.state.add_protocol(
-            {"kind": "callback", "api": "callback", "request": request, "response": response, "errcode": None}
-        )
+    def _exchange(self, summary: dict[str, Any], method: str, url: str, **kwargs: Any) -> tuple[int, bytes]:
+        """One HTTP exchange, logged when it starts (so the log reads in causal order: the callback
+        before the sync_msg it triggers) and completed with the status when the answer arrives."""
+        state = self._emu.state
+        entry = {
+            "kind": "callback",
+            "api": "callback",
+            "request": {**summary, "url": url.split("?", 1)[0]},
+            "response": {"status": None},
+            "errcode": None,
+        }
+        state.add_protocol(entry, pending=True)
+        status, content, error = 0, b"", None
+        try:
+            resp = requests.request(method, url, timeout=self._emu.callback_timeout, **kwargs)
+            status, content = resp.status_code, resp.content
+        except requests.RequestException as exc:
+            error = type(exc).__name__
+        finally:
+            response: dict[str, Any] = {"status": status}
+            if error:
+                response["error"] = error
+            state.complete_protocol(entry, response)
+        return status, content

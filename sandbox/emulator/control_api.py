@@ -68,7 +68,7 @@ def _since_wait(query: dict[str, str]) -> tuple[int, float]:
 def long_poll(emu: WeComEmulator, source: str, query: dict[str, str]) -> HttpAnswer:
     since, wait = _since_wait(query)
     store = emu.state.feed if source == "feed" else emu.state.protocol
-    items = emu.state.items_since(store, since, wait)
+    items = emu.state.items_since(store, since, wait, hold_pending=True)
     items = redact_value(items, emu.secrets())
     following = max([since, *(int(i["seq"]) for i in items)])
     return json_answer({"items": items, "next": following})

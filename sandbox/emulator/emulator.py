@@ -68,6 +68,7 @@ class WeComEmulator(ActionsMixin):
         self.callback_attempts = 3
         self.callback_retry_delay = 0.5
         self.callback_timeout = 5.0
+        self.media_bytes_cap: int | None = media.MEDIA_BYTES_CAP  # oldest media dropped past it
         self._tokenless: dict[str, deque[float]] = {}
         self._callbacks = CallbackSender(self)
         self._httpd: server.EmulatorHTTPServer | None = None

@@ -23,6 +23,8 @@ MAX_BYTES = {"image": 10 * MB, "voice": 2 * MB, "video": 10 * MB, "file": 20 * M
 SIZE_ERRCODE = {"image": 40009, "voice": 40010, "video": 40011, "file": 40006}
 MAX_VOICE_SECONDS = 60.0
 DEFAULT_NAMES = {"image": "image.jpg", "voice": "voice.amr", "video": "video.mp4", "file": "file.bin"}
+# Default of ``emu.media_bytes_cap``: a long benchmark uploading voice or images stays flat in memory.
+MEDIA_BYTES_CAP = 256 * MB
 
 
 def sniff_content_type(kind: str, data: bytes, filename: str) -> str:
@@ -64,7 +66,22 @@ def store(emu: WeComEmulator, kind: str, data: bytes, filename: str, content_typ
     ctype = content_type or sniff_content_type(kind, data, name)
     with emu.state.changed:
         emu.state.media[media_id] = UploadedMedia(media_id, kind, name, ctype, data, emu.state.now())
+        emu.state.media_bytes += len(data)
+        _prune(emu)
     return media_id
+
+
+def _prune(emu: WeComEmulator) -> None:
+    """Forget expired media (unusable anyway), then the oldest while over ``emu.media_bytes_cap``;
+    the newest always stays. Call with the state lock held."""
+    state, cap = emu.state, emu.media_bytes_cap
+    now = state.now()
+    while len(state.media) > 1:
+        oldest = next(iter(state.media.values()))  # insertion order = upload order
+        if now - oldest.created_at <= MEDIA_TTL and (cap is None or state.media_bytes <= cap):
+            return
+        del state.media[oldest.media_id]
+        state.media_bytes -= len(oldest.data)
 
 
 def lookup(emu: WeComEmulator, media_id: str) -> UploadedMedia | None:

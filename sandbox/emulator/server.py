@@ -6,12 +6,13 @@ import contextlib
 import logging
 import socket
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 from sandbox.emulator import api_router, control_api
 from sandbox.emulator.api_router import HttpAnswer
+from sandbox.emulator.httpbase import QuietThreadingHTTPServer
 from sandbox.emulator.models import ApiRequest
 from sandbox.emulator.redact import redact_text
 
@@ -22,7 +23,7 @@ logger = logging.getLogger(__name__)
 MAX_BODY = 25 * 1024 * 1024  # the largest upload (file, 20 MB) plus multipart overhead
 
 
-class EmulatorHTTPServer(ThreadingHTTPServer):
+class EmulatorHTTPServer(QuietThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 512
     allow_reuse_address = True

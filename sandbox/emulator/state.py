@@ -20,8 +20,9 @@ from sandbox.emulator.models import (
 )
 
 T = TypeVar("T")
-PROTOCOL_LOG_MAX = 20000
-FEED_MAX = 5000
+# Bounded for long benchmarks; seq numbers stay monotonic when the oldest entries fall off.
+PROTOCOL_LOG_MAX = 10_000
+FEED_MAX = 10_000
 MAX_WAIT = 60.0
 
 
@@ -47,6 +48,7 @@ class EmulatorState:
         self.codes: dict[str, EventCode] = {}
         self.used_msgids: dict[str, set[str]] = {}
         self.media: dict[str, UploadedMedia] = {}
+        self.media_bytes = 0  # total size of ``media``, for the cap
         self.sends: list[SentMessage] = []
         self.rejections: list[Rejection] = []
         self.protocol: deque[dict[str, Any]] = deque(maxlen=PROTOCOL_LOG_MAX)
@@ -86,13 +88,25 @@ class EmulatorState:
             self.logs.setdefault(open_kfid, []).append(item)
             self.changed.notify_all()
 
-    def add_protocol(self, entry: dict[str, Any]) -> int:
+    def add_protocol(self, entry: dict[str, Any], pending: bool = False) -> int:
+        """Append a protocol entry. A ``pending`` one (a callback still waiting for its answer) gets
+        its seq now and its response from ``complete_protocol``; long-polls stop in front of it."""
         with self.changed:
             entry["seq"] = self.next_seq()
             entry.setdefault("time", time.time())
+            if pending:
+                entry["pending"] = True
             self.protocol.append(entry)
             self.changed.notify_all()
             return int(entry["seq"])
+
+    def complete_protocol(self, entry: dict[str, Any], response: dict[str, Any]) -> None:
+        """Fill in the answer of a pending entry (same seq, same place in the log)."""
+        with self.changed:
+            # Replaced, not mutated: copies handed out earlier keep a consistent response.
+            entry["response"] = response
+            entry.pop("pending", None)
+            self.changed.notify_all()
 
     def add_feed(self, entry: dict[str, Any]) -> None:
         with self.changed:
@@ -112,8 +126,12 @@ class EmulatorState:
                     return value
                 self.changed.wait(remaining)
 
-    def items_since(self, source: deque[dict[str, Any]], since: int, wait: float) -> list[dict[str, Any]]:
-        """Entries of ``source`` with seq > ``since``, long-polling up to ``wait`` seconds."""
+    def items_since(
+        self, source: deque[dict[str, Any]], since: int, wait: float, hold_pending: bool = False
+    ) -> list[dict[str, Any]]:
+        """Entries of ``source`` with seq > ``since``, long-polling up to ``wait`` seconds. With
+        ``hold_pending``, only those before the first pending entry: a reader that sees each seq once
+        (the page) then gets that entry complete and still in seq order."""
 
         def newer() -> list[dict[str, Any]]:
             # Walk back from the newest entry: waiters are woken on every change, keep it cheap.
@@ -123,6 +141,9 @@ class EmulatorState:
                     break
                 found.append(dict(entry))
             found.reverse()
+            if hold_pending:
+                held = next((i for i, entry in enumerate(found) if entry.get("pending")), len(found))
+                del found[held:]
             return found
 
         return self.wait_until(newer, min(wait, MAX_WAIT))

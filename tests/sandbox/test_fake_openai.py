@@ -1,5 +1,8 @@
+import logging
 import os
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -154,3 +157,15 @@ def test_failing_reply_fn_answers_500_and_server_keeps_serving(fake):
     assert chat(fake.base_url, "a").status_code == 500
     assert chat(fake.base_url, "b").json()["choices"][0]["message"]["content"] == "好的"
     assert wait_for(lambda: fake.current_concurrency == 0)
+
+
+def test_client_reset_mid_request_is_quiet_and_server_keeps_serving(fake, caplog, capfd):
+    caplog.set_level(logging.DEBUG, logger="sandbox.emulator.httpbase")
+    sock = socket.create_connection(("127.0.0.1", fake.port), timeout=5)
+    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()  # an RST, like a client killed by SIGKILL
+    assert wait_for(lambda: any("went away" in r.getMessage() for r in caplog.records))
+    assert all(r.levelno == logging.DEBUG for r in caplog.records if r.name.startswith("sandbox"))
+    assert capfd.readouterr().err == ""
+    assert chat(fake.base_url, "还在吗").json()["choices"][0]["message"]["content"] == "答：还在吗"

@@ -68,6 +68,8 @@ class Receiver:
         self.payloads: list[dict[str, Any]] = []
         self.raw: list[tuple[dict[str, str], bytes]] = []
         self.status = 200
+        self.gate = threading.Event()  # cleared: answers wait (bounded) until it is set again
+        self.gate.set()
         self.cond = threading.Condition()
         receiver = self
 
@@ -85,6 +87,7 @@ class Receiver:
                     except Exception:  # a forged callback is recorded raw only
                         pass
                     receiver.cond.notify_all()
+                receiver.gate.wait(5)
                 self._answer(receiver.status, b"")
 
             def do_GET(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import requests
 import xmltodict
 
 
@@ -65,3 +66,27 @@ def test_post_callback_raw_sends_exact_bytes(emu, receiver):
         b"<xml>forged</xml>",
     )
     assert receiver.payloads == []
+
+
+def test_callback_is_logged_when_sent_and_completed_when_answered(emu, receiver, api):
+    api.fetch_token()
+    start = max(e["seq"] for e in emu.protocol_log())
+    receiver.gate.clear()
+    future = emu.fire_callback(emu.default_kfid, wait=False)
+    receiver.wait(1)  # the callback arrived; its answer is held back
+    assert api.get("kf/account/list").json()["errcode"] == 0  # a call the callback "triggered"
+
+    log = emu.protocol_log(start)
+    assert [e["api"] for e in log] == ["callback", "kf/account/list"]
+    assert log[0]["pending"] is True and log[0]["response"] == {"status": None}
+    protocol_url = emu.base_url + "sandbox/api/protocol"
+    page = requests.get(protocol_url, params={"since": start, "wait": 0}, timeout=5).json()
+    assert page == {"items": [], "next": start}  # the page never sees a half-done entry
+
+    receiver.gate.set()
+    assert future.result(timeout=5) == 200
+    page = requests.get(protocol_url, params={"since": start, "wait": 5}, timeout=10).json()
+    assert [(e["api"], e["response"].get("status")) for e in page["items"]][:1] == [("callback", 200)]
+    assert [e["api"] for e in page["items"]] == ["callback", "kf/account/list"]
+    assert [e["seq"] for e in page["items"]] == sorted(e["seq"] for e in page["items"])
+    assert "pending" not in emu.protocol_log(start)[0]
