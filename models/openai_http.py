@@ -7,6 +7,7 @@ never contains the API key or the request URL (requests' exception texts may inc
 from __future__ import annotations
 
 import logging
+import os
 import random
 import threading
 import time
@@ -68,7 +69,11 @@ class OpenAIHttpClient:
     ) -> None:
         self._api_key = api_key
         self.api_base = api_base.rstrip("/")
-        self._proxies = {"http": proxy, "https": proxy} if proxy else None
+        # Resolved once: with trust_env, requests scans and decodes the whole environment on every call.
+        self._proxies = {"http": proxy, "https": proxy} if proxy else environment_proxies(self.api_base)
+        self._verify: bool | str = (
+            os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+        )
         self.timeout = timeout
         self.max_attempts = max(1, int(max_attempts))
         self.backoff_base = backoff_base
@@ -80,8 +85,16 @@ class OpenAIHttpClient:
         session: requests.Session | None = getattr(self._local, "session", None)
         if session is None:
             session = requests.Session()
+            session.trust_env = False
+            session.proxies = dict(self._proxies)
+            session.verify = self._verify
             self._local.session = session
         return session
+
+    @property
+    def proxies(self) -> dict[str, str]:
+        """The proxies every call uses: the ``proxy`` setting, else the environment's for ``api_base``."""
+        return dict(self._proxies)
 
     def post(self, path: str, **kwargs: Any) -> requests.Response:
         """POST with retries; returns a 2xx response or raises OpenAIRequestError.
@@ -95,9 +108,7 @@ class OpenAIHttpClient:
         for attempt in range(1, self.max_attempts + 1):
             retry_after: float | None = None
             try:
-                resp = self._session().post(
-                    url, headers=headers, timeout=self.timeout, proxies=self._proxies, **kwargs
-                )
+                resp = self._session().post(url, headers=headers, timeout=self.timeout, **kwargs)
             except requests.Timeout:
                 last = OpenAIRequestError("timeout")
             except requests.RequestException as exc:
@@ -144,6 +155,12 @@ def client_from_conf(get: Callable[..., Any]) -> OpenAIHttpClient:
         proxy=get("proxy", "") or "",
         timeout=float(get("request_timeout", 60.0)),
     )
+
+
+def environment_proxies(url: str) -> dict[str, str]:
+    """The proxies that requests would take from the environment for ``url`` (NO_PROXY honoured)."""
+    found = requests.utils.get_environ_proxies(url)
+    return {scheme: proxy for scheme, proxy in found.items() if scheme != "no"}
 
 
 def _retry_after(resp: requests.Response) -> float | None:

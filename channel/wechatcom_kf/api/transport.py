@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import threading
 import time
@@ -54,9 +55,24 @@ if not any(isinstance(f, _RedactFilter) for f in _url_logger.filters):
     _url_logger.addFilter(_RedactFilter())
 
 
-def make_session(pool_size: int) -> requests.Session:
-    """One session whose connection pool serves ``pool_size`` concurrent threads per host."""
+def environment_proxies(url: str) -> dict[str, str]:
+    """The proxies that requests would take from the environment for ``url`` (NO_PROXY honoured)."""
+    found = requests.utils.get_environ_proxies(url)
+    return {scheme: proxy for scheme, proxy in found.items() if scheme != "no"}
+
+
+def make_session(pool_size: int, base_url: str) -> requests.Session:
+    """One session whose connection pool serves ``pool_size`` concurrent threads per host.
+
+    Every call goes to ``base_url``'s host, so the environment's proxy and CA bundle settings are read
+    once here; with ``trust_env`` requests would scan and decode every environment variable per call.
+    """
     session = requests.Session()
+    session.trust_env = False
+    session.proxies = environment_proxies(base_url)
+    session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+    if session.proxies:
+        logger.info("WeCom API calls go through the environment's proxy for %s", ", ".join(session.proxies))
     adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
@@ -156,7 +172,7 @@ class Transport:
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self._own_session = session is None
-        self.session = session if session is not None else make_session(pool_size)
+        self.session = session if session is not None else make_session(pool_size, api_base)
         self.client = TokenClient(corp_id, secret, api_base=api_base, timeout=timeout, http=self.session)
         self._token_lock = threading.Lock()  # one gettoken at a time: no stampede
         self._closed = threading.Event()

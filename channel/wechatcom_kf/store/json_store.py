@@ -1,14 +1,19 @@
-"""State store in one JSON file: ``<directory>/wechatcom_kf_cursors.json`` (the upstream file name).
+"""State store in files: ``<directory>/wechatcom_kf_cursors.json`` (the upstream file name) plus a journal
+of finished msgids beside it, ``wechatcom_kf_done.log``. For a single instance.
 
-For a single instance. ``accept_page`` and ``set_flag`` are durable before they return (temp file +
-fsync + ``os.replace``); ``finish`` is group-committed by one flusher thread within ``commit_delay``
-seconds, and on ``flush()``/``close()``. Losing a finish mark in a crash only re-handles a message whose
-sends WeCom then refuses as duplicates. Upstream's ``{open_kfid: cursor}`` file is migrated on load.
+The main file holds what is small: each account's cursor and pending items, and flags. ``accept_page`` and
+``set_flag`` rewrite it atomically (temp file + fsync + ``os.replace``, 0600) before they return;
+compaction rewrites it too. Done ids, the bulk (kept ``done_ttl_seconds`` for dedup), are only appended to
+the journal: ``finish`` is group-committed by one flusher thread within ``commit_delay`` seconds (one
+write + fsync per batch) and on ``flush()``/``close()``. Losing a finish mark in a crash only re-handles a
+message whose sends WeCom then refuses as duplicates. On load, pending = pending in the main file minus
+the ids in the journal; every main-file write first appends the finishes it leaves out, so no crash can
+drop a finished item from both. Upstream's ``{open_kfid: cursor}`` file and version 1 (done ids inside
+the main file) are migrated on load.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -17,26 +22,23 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .base import DONE_TTL_SECONDS, StoreError
+from . import files
+from .base import DONE_TTL_SECONDS
+from .journal import JOURNAL_NAME, DoneJournal
+from .main_file import FILE_NAME, Account, read_main_file, serialize
 
 logger = logging.getLogger(__name__)
 
-FILE_NAME = "wechatcom_kf_cursors.json"
-FORMAT_VERSION = 1
-_TMP_GLOB = f".{FILE_NAME}.*.tmp"
 _RETRY_AFTER_WRITE_ERROR = 1.0
+_PRUNE_INTERVAL = 60.0  # expired done ids are dropped in batches, at most this often (store clock)
+_COMPACT_SLACK = 1024  # dead journal lines tolerated whatever the live count
+_JOURNAL_MAX_BYTES = 64 * 1024 * 1024
 
-
-class _Account:
-    __slots__ = ("cursor", "pending")
-
-    def __init__(self, cursor: str | None = None) -> None:
-        self.cursor = cursor
-        self.pending: dict[str, dict[str, Any]] = {}  # insertion order = accept order
+Entry = tuple[str, float]  # (msgid, expires_at)
 
 
 class JsonFileStore:
-    """:class:`~.base.StateStore` backed by one JSON file; thread-safe within one process."""
+    """:class:`~.base.StateStore` backed by a small JSON file and a done-id journal; thread-safe."""
 
     def __init__(
         self,
@@ -45,28 +47,33 @@ class JsonFileStore:
         done_ttl_seconds: float = DONE_TTL_SECONDS,
         clock: Callable[[], float] = time.time,
         commit_delay: float = 0.05,
+        journal_max_bytes: int = _JOURNAL_MAX_BYTES,
     ) -> None:
         self.directory = Path(directory)
         self.path = self.directory / FILE_NAME
-        self.write_count = 0  # number of file rewrites, for tests and benchmarks
+        self.write_count = 0  # rewrites of the main file, for tests and benchmarks
         self._ttl = float(done_ttl_seconds)
         self._clock = clock
         self._commit_delay = commit_delay
+        self._journal_max_bytes = journal_max_bytes
         self._lock = threading.Lock()  # guards the in-memory state
         self._cond = threading.Condition(self._lock)  # wakes the flusher
         self._write_lock = threading.Lock()  # orders snapshot + write pairs
         self._wake = threading.Event()  # cuts the flusher's gather delay short on close
-        self._accounts: dict[str, _Account] = {}
+        self._accounts: dict[str, Account] = {}
         self._where: dict[str, str] = {}  # pending msgid -> open_kfid
         self._done: dict[str, float] = {}  # msgid -> expires_at; insertion order = expiry order
+        self._unjournaled: list[Entry] = []  # finished, not yet appended to the journal
+        self._main_stale = False  # the main file still lists items finished since
         self._flags: dict[str, tuple[str, float | None]] = {}
         self._locks: dict[str, tuple[str, float]] = {}  # open_kfid -> (owner, expires_at); not persisted
-        self._dirty = False
         self._closed = False
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
-        self._remove_stale_temp_files()
-        if self._load():
-            self._commit(lambda: None)  # rewrite a migrated upstream file in our format at once
+        files.remove_stale_temp_files(self.directory, FILE_NAME)
+        files.remove_stale_temp_files(self.directory, JOURNAL_NAME)
+        self.journal = DoneJournal(self.directory / JOURNAL_NAME)
+        self._open()
+        self._next_prune = self._clock() + min(_PRUNE_INTERVAL, self._ttl / 4)
         self._flusher = threading.Thread(target=self._flush_loop, name="kf-store-flush", daemon=True)
         self._flusher.start()
 
@@ -89,25 +96,25 @@ class JsonFileStore:
                 raise ValueError("every item needs a string msgid")
         with self._write_lock:
             with self._lock:
-                acc = self._accounts.setdefault(open_kfid, _Account())
+                acc = self._accounts.setdefault(open_kfid, Account())
                 old_cursor = acc.cursor
                 accepted = self._add_pending_locked(open_kfid, acc, new_items)
                 newly_done = self._mark_done_locked(skipped_ids)
                 if next_cursor is not None:
                     acc.cursor = next_cursor
+                queued = self._take_unjournaled_locked()
                 data = self._serialize_locked()
-            try:
-                self._write_file(data)
-            except BaseException:
-                with self._lock:  # not durable, so not accepted: undo and let the caller retry
-                    for item in accepted:
-                        acc.pending.pop(item["msgid"], None)
-                        self._where.pop(item["msgid"], None)
-                    for msgid in newly_done:
+
+            def undo(journaled: bool) -> None:  # not durable, so not accepted: the caller retries
+                for it in accepted:
+                    acc.pending.pop(it["msgid"], None)
+                    self._where.pop(it["msgid"], None)
+                if not journaled:
+                    for msgid, _ in newly_done:
                         self._done.pop(msgid, None)
-                    acc.cursor = old_cursor
-                    self._dirty = True
-                raise
+                acc.cursor = old_cursor
+
+            self._persist(queued, newly_done, data, undo)
         return accepted
 
     def pending(self, open_kfid: str) -> list[dict[str, Any]]:
@@ -120,13 +127,16 @@ class JsonFileStore:
             kfid = self._where.pop(msgid, None)
             if kfid is not None:
                 self._accounts[kfid].pending.pop(msgid, None)
-            self._done.pop(msgid, None)
-            self._done[msgid] = self._clock() + self._ttl
-            self._dirty = True
+                self._main_stale = True
+            expires_at = self._clock() + self._ttl
+            self._done.pop(msgid, None)  # re-inserted last: insertion order stays expiry order
+            self._done[msgid] = expires_at
+            self._unjournaled.append((msgid, expires_at))
             closed = self._closed
             self._cond.notify()
         if closed:  # no flusher any more: write now
             self.flush()
+            self.journal.close()
 
     def get_flag(self, key: str) -> str | None:
         with self._lock:
@@ -137,14 +147,24 @@ class JsonFileStore:
             return value if expires_at is None or expires_at > self._clock() else None
 
     def set_flag(self, key: str, value: str | None, ttl_seconds: float | None) -> None:
-        def mutate() -> None:
-            if value is None:
-                self._flags.pop(key, None)
-            else:
-                expires_at = None if ttl_seconds is None else self._clock() + ttl_seconds
-                self._flags[key] = (value, expires_at)
+        with self._write_lock:
+            with self._lock:
+                previous = self._flags.get(key)
+                if value is None:
+                    self._flags.pop(key, None)
+                else:
+                    expires_at = None if ttl_seconds is None else self._clock() + ttl_seconds
+                    self._flags[key] = (value, expires_at)
+                queued = self._take_unjournaled_locked()
+                data = self._serialize_locked()
 
-        self._commit(mutate)
+            def undo(journaled: bool) -> None:
+                if previous is None:
+                    self._flags.pop(key, None)
+                else:
+                    self._flags[key] = previous
+
+            self._persist(queued, [], data, undo)
 
     def try_lock(self, open_kfid: str, owner: str, ttl_seconds: float) -> bool:
         with self._lock:
@@ -162,7 +182,10 @@ class JsonFileStore:
                 del self._locks[open_kfid]
 
     def flush(self) -> None:
-        self._commit(None)
+        with self._write_lock:
+            with self._lock:
+                queued = self._take_unjournaled_locked()
+            self._persist(queued, [], None, None)
 
     def close(self) -> None:
         with self._cond:
@@ -172,6 +195,42 @@ class JsonFileStore:
         if self._flusher is not threading.current_thread():
             self._flusher.join(timeout=10.0)
         self.flush()
+        with self._write_lock:
+            with self._lock:
+                data = self._serialize_locked() if self._main_stale else None
+            self._persist([], [], data, None)  # leaves a main file without finished items
+            self.journal.close()
+
+    # --- maintenance ------------------------------------------------------------------------------------
+
+    def compact(self) -> None:
+        """Drop expired done ids, bring the main file up to date, rewrite the journal with the live ids.
+
+        The main file goes first: once an expired id leaves the journal, no main file may still list it.
+        """
+        with self._write_lock:
+            with self._lock:
+                self._prune_locked(self._clock())
+                queued = self._take_unjournaled_locked()
+                data = self._serialize_locked() if self._main_stale else None
+            self._persist(queued, [], data, None)
+            with self._lock:
+                live = list(self._done.items())
+            self.journal.rewrite(live)
+        logger.debug("compacted %s to %d live id(s)", JOURNAL_NAME, len(live))
+
+    def _maintain(self) -> None:
+        with self._lock:
+            now = self._clock()
+            if now >= self._next_prune:
+                self._prune_locked(now)
+                self._next_prune = now + min(_PRUNE_INTERVAL, self._ttl / 4)
+            live = len(self._done)
+        dead = self.journal.lines - live
+        if dead > max(live, _COMPACT_SLACK) or (
+            self.journal.size > self._journal_max_bytes and dead > _COMPACT_SLACK
+        ):
+            self.compact()
 
     # --- state changes (call with self._lock held) ---------------------------------------------------
 
@@ -180,7 +239,7 @@ class JsonFileStore:
         return expires_at is not None and expires_at > self._clock()
 
     def _add_pending_locked(
-        self, open_kfid: str, acc: _Account, items: list[dict[str, Any]]
+        self, open_kfid: str, acc: Account, items: list[dict[str, Any]]
     ) -> list[dict[str, Any]]:
         accepted: list[dict[str, Any]] = []
         for item in items:
@@ -192,160 +251,106 @@ class JsonFileStore:
             accepted.append(item)
         return accepted
 
-    def _mark_done_locked(self, msgids: Sequence[str]) -> list[str]:
+    def _mark_done_locked(self, msgids: Sequence[str]) -> list[Entry]:
         expires_at = self._clock() + self._ttl
-        added = []
+        added: list[Entry] = []
         for msgid in msgids:
             if msgid in self._where or self._is_done_locked(msgid):
                 continue
             self._done.pop(msgid, None)
             self._done[msgid] = expires_at
-            added.append(msgid)
+            added.append((msgid, expires_at))
         return added
 
-    def _prune_locked(self) -> None:
-        now = self._clock()
-        # Same TTL for every id, so the oldest insertions expire first.
-        while self._done:
-            msgid, expires_at = next(iter(self._done.items()))
+    def _take_unjournaled_locked(self) -> list[Entry]:
+        queued, self._unjournaled = self._unjournaled, []
+        return queued
+
+    def _prune_locked(self, now: float) -> None:
+        expired: list[str] = []
+        for msgid, expires_at in self._done.items():  # same TTL for all: the oldest come first
             if expires_at > now:
                 break
-            del self._done[msgid]
+            expired.append(msgid)
+        if len(expired) * 4 > len(self._done):
+            self._done = {k: v for k, v in self._done.items() if v > now}  # also shrinks the table
+        else:
+            for msgid in expired:
+                del self._done[msgid]
         for key in [k for k, (_, exp) in self._flags.items() if exp is not None and exp <= now]:
             del self._flags[key]
         for kfid in [k for k, (_, exp) in self._locks.items() if exp <= now]:
             del self._locks[kfid]
 
     def _serialize_locked(self) -> bytes:
-        self._prune_locked()
-        self._dirty = False
-        doc = {
-            "version": FORMAT_VERSION,
-            "accounts": {
-                kfid: {"cursor": acc.cursor, "pending": list(acc.pending.values())}
-                for kfid, acc in self._accounts.items()
-            },
-            "done": self._done,
-            "flags": {k: {"value": v, "expires_at": exp} for k, (v, exp) in self._flags.items()},
-        }
-        return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        self._main_stale = False
+        return serialize(self._accounts, self._flags, self._clock())
 
-    def _commit(self, mutate: Callable[[], None] | None) -> None:
-        """Apply ``mutate`` and make the whole state durable before returning.
+    # --- writing (call with self._write_lock held) ------------------------------------------------------
 
-        With None, only write when something changed since the last write (``flush``).
+    def _persist(
+        self,
+        queued: list[Entry],
+        newly_done: list[Entry],
+        data: bytes | None,
+        undo: Callable[[bool], None] | None,
+    ) -> None:
+        """Append ``queued`` finishes and ``newly_done`` to the journal, then write ``data`` as the main file.
+
+        On failure, ``undo(journaled)`` reverts the caller's change and the finishes are queued again.
         """
-        with self._write_lock:
+        journaled = False
+        try:
+            self.journal.append(queued + newly_done)
+            journaled = True
+            if data is not None:
+                files.write_atomic(self.path, data)
+                self.write_count += 1
+        except BaseException:
             with self._lock:
-                if mutate is not None:
-                    mutate()
-                elif not self._dirty:
-                    return
-                data = self._serialize_locked()
-            try:
-                self._write_file(data)
-            except BaseException:
-                with self._lock:
-                    self._dirty = True  # the next flush writes it again
-                raise
-
-    # --- group commit -------------------------------------------------------------------------------
+                if undo is not None:
+                    undo(journaled)
+                if not journaled:
+                    self._unjournaled[:0] = queued
+                if data is not None:
+                    self._main_stale = True
+            raise
 
     def _flush_loop(self) -> None:
         while True:
             with self._cond:
-                while not self._dirty and not self._closed:
+                while not self._unjournaled and not self._closed:
                     self._cond.wait()
                 if self._closed:
                     return  # close() writes what is left
-            self._wake.wait(self._commit_delay)  # gather more finishes into this write
+            self._wake.wait(self._commit_delay)  # gather more finishes into this append
             try:
                 self.flush()
+                self._maintain()
             except OSError as exc:
-                logger.error("cannot write %s: %s; retrying", self.path, exc)
+                logger.error("cannot write the state in %s: %s; retrying", self.directory, exc)
                 self._wake.wait(_RETRY_AFTER_WRITE_ERROR)
 
-    # --- file I/O -----------------------------------------------------------------------------------
+    # --- loading ------------------------------------------------------------------------------------------
 
-    def _write_file(self, data: bytes) -> None:
-        tmp = self.directory / f".{FILE_NAME}.{os.getpid()}.tmp"
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                if hasattr(os, "fchmod"):
-                    os.fchmod(fd, 0o600)  # the temp file may be a leftover with other bits
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, self.path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        self._fsync_directory()
-        self.write_count += 1
-
-    def _fsync_directory(self) -> None:
-        # Makes the rename itself durable; not possible on every platform.
-        try:
-            dfd = os.open(self.directory, os.O_RDONLY)
-        except OSError:
-            return
-        try:
-            os.fsync(dfd)
-        except OSError:
-            pass
-        finally:
-            os.close(dfd)
-
-    def _remove_stale_temp_files(self) -> None:
-        for leftover in self.directory.glob(_TMP_GLOB):
-            logger.info("removing leftover temp file %s of an interrupted write", leftover.name)
-            leftover.unlink(missing_ok=True)
-
-    def _load(self) -> bool:
-        """Read the file; True when it was in upstream's format and needs rewriting."""
-        try:
-            raw = self.path.read_bytes()
-        except FileNotFoundError:
-            return False
-        except OSError as exc:
-            raise StoreError(f"cannot read state file {self.path}: {exc}") from exc
-        try:
-            doc = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise StoreError(
-                f"state file {self.path} is not valid JSON ({exc}); restore it from a backup or remove it "
-                "(removing it makes the next start skip history)"
-            ) from exc
-        if isinstance(doc, dict) and "version" in doc:
-            self._load_v1(doc)
-            return False
-        if isinstance(doc, dict) and all(isinstance(v, str) or v is None for v in doc.values()):
-            for kfid, cursor in doc.items():
-                self._accounts[kfid] = _Account(cursor or None)
-            logger.info("migrating %d cursor(s) from the upstream format of %s", len(doc), self.path)
-            return True
-        raise StoreError(f"state file {self.path} has an unknown format; restore it or remove it")
-
-    def _load_v1(self, doc: dict[str, Any]) -> None:
-        if doc.get("version") != FORMAT_VERSION:
-            raise StoreError(
-                f"state file {self.path} has format version {doc.get('version')!r}, "
-                f"this code reads version {FORMAT_VERSION}"
-            )
-        try:
-            for kfid, rec in doc.get("accounts", {}).items():
-                acc = self._accounts[kfid] = _Account(rec.get("cursor"))
-                for item in rec.get("pending", []):
-                    acc.pending[item["msgid"]] = item
-                    self._where[item["msgid"]] = kfid
-            done = sorted(doc.get("done", {}).items(), key=lambda kv: kv[1])
-            self._done = {msgid: float(exp) for msgid, exp in done}
-            for key, rec in doc.get("flags", {}).items():
-                exp = rec.get("expires_at")
-                self._flags[key] = (str(rec["value"]), None if exp is None else float(exp))
-        except (AttributeError, KeyError, TypeError, ValueError) as exc:
-            raise StoreError(f"state file {self.path} is damaged ({exc!r}); restore it or remove it") from exc
+    def _open(self) -> None:
+        """Load both files, then make them consistent: journal appends, main file, journal compaction."""
+        state = read_main_file(self.path)
+        self._accounts, self._flags = state.accounts, state.flags
+        self._where = {msgid: kfid for kfid, acc in self._accounts.items() for msgid in acc.pending}
+        now = self._clock()
+        done: dict[str, float] = {}
+        for msgid, expires_at in self.journal.load():
+            kfid = self._where.pop(msgid, None)
+            if kfid is not None:  # finished after the main file was written
+                self._accounts[kfid].pending.pop(msgid, None)
+                self._main_stale = True
+            if expires_at > now:
+                done[msgid] = max(expires_at, done.get(msgid, 0.0))
+        carried = [(m, exp) for m, exp in state.legacy_done.items() if exp > now and m not in done]
+        done.update(carried)
+        self._done = dict(sorted(done.items(), key=lambda kv: kv[1]))
+        data = self._serialize_locked() if (state.outdated or self._main_stale) else None
+        self._persist([], carried, data, None)  # version 1 done ids reach the journal before they leave
+        if self.journal.lines > len(self._done):
+            self.journal.rewrite(self._done.items())

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import logging
 import threading
 import traceback
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -348,3 +352,106 @@ def test_secrets_never_reach_logs_or_exception_texts(emu: WeComEmulator, caplog:
     for secret in secrets:
         assert secret not in everything
     api.close()
+
+
+# --- proxies from the environment ----------------------------------------------------------------------
+
+
+class _ForwardingProxy(BaseHTTPRequestHandler):
+    """A plain HTTP forward proxy: records each request's method and path, then relays it."""
+
+    server: _ProxyServer
+
+    def _relay(self) -> None:
+        target = urlsplit(self.path)  # a proxy receives the absolute URL
+        self.server.seen.append(f"{self.command} {target.path}")  # no query: it holds the token
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else None
+        skip = {"host", "connection", "proxy-connection"}
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in skip}
+        upstream = http.client.HTTPConnection(target.hostname or "", target.port, timeout=5)
+        try:
+            upstream.request(self.command, target.path + "?" + target.query, body, headers)
+            resp = upstream.getresponse()
+            data = resp.read()
+        finally:
+            upstream.close()
+        self.send_response(resp.status)
+        for name, value in resp.getheaders():
+            if name.lower() not in ("transfer-encoding", "connection", "content-length"):
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        self._relay()
+
+    def do_POST(self) -> None:
+        self._relay()
+
+    def log_message(self, fmt: str, *args: Any) -> None:
+        pass
+
+
+class _ProxyServer(ThreadingHTTPServer):
+    daemon_threads = True
+    seen: list[str]
+
+
+@contextlib.contextmanager
+def forwarding_proxy() -> Iterator[_ProxyServer]:
+    server = _ProxyServer(("127.0.0.1", 0), _ForwardingProxy)
+    server.seen = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture
+def no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    return monkeypatch
+
+
+def test_environment_proxy_is_read_once_and_used(emu: WeComEmulator, no_proxy_env: pytest.MonkeyPatch):
+    with forwarding_proxy() as proxy:
+        url = f"http://127.0.0.1:{proxy.server_address[1]}"
+        no_proxy_env.setenv("HTTP_PROXY", url)
+        no_proxy_env.setenv("HTTPS_PROXY", url)
+        client = make_api(emu, max_attempts=1)
+        no_proxy_env.delenv("HTTP_PROXY")  # read when the session was built, not per call
+        try:
+            session = client._t.session
+            assert session.trust_env is False
+            assert session.proxies == {"http": url, "https": url}
+            user = customer_wrote(emu)
+            assert client.get_service_state(emu.default_kfid, user).state == 0
+        finally:
+            client.close()
+    assert proxy.seen == ["GET /cgi-bin/gettoken", "POST /cgi-bin/kf/service_state/get"]
+
+
+def test_no_proxy_covering_loopback_reaches_the_emulator_directly(
+    emu: WeComEmulator, no_proxy_env: pytest.MonkeyPatch
+):
+    with forwarding_proxy() as proxy:
+        url = f"http://127.0.0.1:{proxy.server_address[1]}"
+        no_proxy_env.setenv("HTTP_PROXY", url)
+        no_proxy_env.setenv("NO_PROXY", "localhost,127.0.0.1")
+        client = make_api(emu, max_attempts=1)
+        try:
+            assert client._t.session.proxies == {}
+            user = customer_wrote(emu)
+            assert client.get_service_state(emu.default_kfid, user).state == 0
+        finally:
+            client.close()
+    assert proxy.seen == []
+    assert len(calls(emu, "kf/service_state/get")) == 1

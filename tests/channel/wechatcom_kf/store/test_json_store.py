@@ -1,4 +1,7 @@
-"""JsonFileStore specifics: file safety, upstream migration, group commit, pruning."""
+"""JsonFileStore specifics: file safety, upstream migration, group commit, pruning.
+
+The done-id journal has its own tests in test_json_journal.py.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,8 @@ from typing import Any
 import pytest
 
 from channel.wechatcom_kf.store import JsonFileStore, StoreError
-from channel.wechatcom_kf.store.json_store import FILE_NAME
+from channel.wechatcom_kf.store.journal import JOURNAL_NAME
+from channel.wechatcom_kf.store.main_file import FILE_NAME, FORMAT_VERSION
 
 KF = "wkAAAA"
 
@@ -24,6 +28,13 @@ def on_disk(directory: Path) -> dict[str, Any]:
     return json.loads((directory / FILE_NAME).read_text("utf-8"))
 
 
+def journal_ids(directory: Path) -> list[str]:
+    path = directory / JOURNAL_NAME
+    if not path.exists():
+        return []
+    return [json.loads(line)[0] for line in path.read_text("ascii").splitlines() if line]
+
+
 @pytest.fixture
 def store(tmp_path: Path):
     s = JsonFileStore(tmp_path / "state", commit_delay=0.01)
@@ -32,8 +43,11 @@ def store(tmp_path: Path):
 
 
 def test_files_are_private(tmp_path: Path, store: JsonFileStore):
-    store.accept_page(KF, "c1", [item("m1")])
+    store.accept_page(KF, "c1", [item("m1")], skipped_ids=["s1"])
+    store.finish("m1")
+    store.flush()
     assert stat.S_IMODE(os.stat(store.path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(store.directory / JOURNAL_NAME).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(store.directory).st_mode) & 0o077 == 0
 
 
@@ -50,7 +64,8 @@ def test_accept_page_is_on_disk_when_it_returns(store: JsonFileStore):
     doc = on_disk(store.directory)
     assert doc["accounts"][KF]["cursor"] == "c1"
     assert [it["msgid"] for it in doc["accounts"][KF]["pending"]] == ["m1"]
-    assert "old" in doc["done"]
+    assert "done" not in doc  # done ids live in the journal only
+    assert journal_ids(store.directory) == ["old"]
 
 
 def test_finish_reaches_disk_without_flush(store: JsonFileStore):
@@ -58,28 +73,26 @@ def test_finish_reaches_disk_without_flush(store: JsonFileStore):
     store.finish("m1")
     # Bounded wait for the background group commit (no flush() called).
     for _ in range(200):
-        if "m1" in on_disk(store.directory)["done"]:
+        if "m1" in journal_ids(store.directory):
             break
         store._wake.wait(0.01)
-    doc = on_disk(store.directory)
-    assert "m1" in doc["done"]
-    assert doc["accounts"][KF]["pending"] == []
+    assert journal_ids(store.directory) == ["m1"]
 
 
-def test_group_commit_bounds_rewrites(store: JsonFileStore):
+def test_group_commit_batches_finishes_into_few_appends(store: JsonFileStore):
     for page in range(10):
         store.accept_page(KF, f"c{page}", [item(f"m{page}-{i}") for i in range(1000)])
-    writes_before = store.write_count
-    assert writes_before == 10
+    assert store.write_count == 10
     for page in range(10):
         for i in range(1000):
             store.finish(f"m{page}-{i}")
     store.flush()
-    rewrites = store.write_count - writes_before
-    print(f"10000 finish() calls -> {rewrites} file rewrites")
-    assert 1 <= rewrites < 1000
+    appends = store.journal.append_count
+    print(f"10000 finish() calls -> {appends} journal appends")
+    assert 1 <= appends < 1000
+    assert store.write_count == 10  # finish never rewrites the main file
     assert store.pending(KF) == []
-    assert len(on_disk(store.directory)["done"]) == 10_000
+    assert len(journal_ids(store.directory)) == 10_000
 
 
 def test_leftover_temp_files_are_ignored_and_removed(tmp_path: Path):
@@ -87,11 +100,14 @@ def test_leftover_temp_files_are_ignored_and_removed(tmp_path: Path):
     first.accept_page(KF, "c1", [item("m1")])
     first.close()
     leftover = tmp_path / f".{FILE_NAME}.99999.tmp"
-    leftover.write_bytes(b'{"version": 1, "accounts": {"wkAAAA": {"cur')  # a write cut short
+    leftover.write_bytes(b'{"version": 2, "accounts": {"wkAAAA": {"cur')  # a write cut short
+    journal_leftover = tmp_path / f".{JOURNAL_NAME}.99999.tmp"
+    journal_leftover.write_bytes(b'["m1",17')  # a compaction cut short
     second = JsonFileStore(tmp_path)
     assert second.load_cursor(KF) == "c1"
     assert [it["msgid"] for it in second.pending(KF)] == ["m1"]
     assert not leftover.exists()
+    assert not journal_leftover.exists()
     second.close()
 
 
@@ -140,7 +156,7 @@ def test_upstream_cursor_file_is_migrated(tmp_path: Path):
     assert store.load_cursor("wkOTHER") == "c9"
     assert store.pending(KF) == []
     doc = on_disk(tmp_path)
-    assert doc["version"] == 1
+    assert doc["version"] == FORMAT_VERSION
     assert doc["accounts"][KF]["cursor"] == "upstream-cursor"
     store.close()
 
@@ -154,13 +170,24 @@ def test_unreadable_file_fails_with_a_clear_message(tmp_path: Path):
         JsonFileStore(tmp_path)
 
 
-def test_expired_done_ids_are_pruned_from_disk(tmp_path: Path):
-    now = [1000.0]
-    store = JsonFileStore(tmp_path, done_ttl_seconds=10, clock=lambda: now[0])
-    store.accept_page(KF, "c1", [], skipped_ids=[f"old{i}" for i in range(100)])
-    now[0] += 11
-    store.accept_page(KF, "c2", [], skipped_ids=["fresh"])
-    assert list(on_disk(tmp_path)["done"]) == ["fresh"]
+def test_version_1_file_moves_its_done_ids_to_the_journal(tmp_path: Path):
+    now = 1_700_000_000.0
+    doc = {
+        "version": 1,
+        "accounts": {KF: {"cursor": "c7", "pending": [item("p1")]}},
+        "done": {"gone": now - 1, "live": now + 100},
+        "flags": {"takeover:wmUSER": {"value": "zhangsan", "expires_at": None}},
+    }
+    (tmp_path / FILE_NAME).write_text(json.dumps(doc))
+    store = JsonFileStore(tmp_path, clock=lambda: now)
+    assert journal_ids(tmp_path) == ["live"]
+    rewritten = on_disk(tmp_path)
+    assert rewritten["version"] == FORMAT_VERSION and "done" not in rewritten
+    assert store.load_cursor(KF) == "c7"
+    assert store.get_flag("takeover:wmUSER") == "zhangsan"
+    assert [it["msgid"] for it in store.accept_page(KF, "c8", [item("live"), item("gone"), item("p1")])] == [
+        "gone"
+    ]
     store.close()
 
 
@@ -175,4 +202,4 @@ def test_finish_after_close_is_still_written(tmp_path: Path):
     store.accept_page(KF, "c", [item("m1")])
     store.close()
     store.finish("m1")
-    assert "m1" in on_disk(tmp_path)["done"]
+    assert journal_ids(tmp_path) == ["m1"]

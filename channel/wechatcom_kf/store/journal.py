@@ -1,0 +1,134 @@
+"""Append-only journal of finished msgids, beside the JSON store's main file.
+
+One line per id, ``["<msgid>",<expires_at>]`` as JSON (so no msgid can break the line format). The store
+appends a batch with one write and one fsync. A line cut short by a crash is ignored on load and cut off
+before anything else is appended; compaction replaces the file atomically with the live ids only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from . import files
+from .base import StoreError
+
+logger = logging.getLogger(__name__)
+
+JOURNAL_NAME = "wechatcom_kf_done.log"
+
+
+def encode(entries: Iterable[tuple[str, float]]) -> bytes:
+    """Journal lines for ``(msgid, expires_at)`` pairs."""
+    dumps = json.dumps
+    return "".join(dumps([msgid, round(exp, 3)]) + "\n" for msgid, exp in entries).encode("ascii")
+
+
+def _parse(raw: bytes) -> tuple[str, float] | None:
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    if not (isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)):
+        return None
+    exp = value[1]
+    if isinstance(exp, bool) or not isinstance(exp, int | float):
+        return None
+    return value[0], float(exp)
+
+
+class DoneJournal:
+    """The journal file; the store serializes every call (one writer at a time)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lines = 0  # lines in the file, dead ones included: what compaction can reclaim
+        self.size = 0  # bytes in the file
+        self.append_count = 0  # appends (one write + fsync each), for tests and benchmarks
+        self.compact_count = 0  # atomic rewrites
+        self._fd: int | None = None
+        self._unclean = False  # a failed append may have left a partial line that could not be cut off
+
+    def load(self) -> list[tuple[str, float]]:
+        """Every complete, well-formed entry in file order; a torn last line is cut off the file."""
+        entries: list[tuple[str, float]] = []
+        good_size = bad = 0
+        try:
+            with open(self.path, "rb") as f:
+                for raw in f:
+                    if not raw.endswith(b"\n"):
+                        logger.warning("ignoring the last line of %s: an interrupted write", self.path.name)
+                        break
+                    good_size += len(raw)
+                    if not raw.strip():
+                        continue
+                    self.lines += 1
+                    entry = _parse(raw)
+                    if entry is None:
+                        bad += 1
+                    else:
+                        entries.append(entry)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise StoreError(f"cannot read journal {self.path}: {exc}") from exc
+        if bad:
+            logger.warning("ignoring %d damaged line(s) of %s", bad, self.path.name)
+        fd = self._open()
+        if os.fstat(fd).st_size != good_size:
+            os.ftruncate(fd, good_size)  # appends must not continue a torn line
+            os.fsync(fd)
+        self.size = good_size
+        return entries
+
+    def append(self, entries: list[tuple[str, float]]) -> None:
+        """Durably add ``entries`` (one write + fsync); on failure the file is cut back if possible."""
+        if not entries:
+            return
+        data = encode(entries)
+        if self._unclean:
+            data = b"\n" + data  # ends whatever partial line an earlier failure left
+        fd = self._open()
+        try:
+            files.write_all(fd, data)
+            os.fsync(fd)
+        except BaseException:
+            self._cut_back(fd)
+            raise
+        self._unclean = False
+        self.size += len(data)
+        self.lines += len(entries)
+        self.append_count += 1
+
+    def rewrite(self, entries: Iterable[tuple[str, float]]) -> None:
+        """Replace the file atomically with ``entries`` only (compaction)."""
+        pairs = list(entries)
+        data = encode(pairs)
+        files.write_atomic(self.path, data)
+        self.close()  # the descriptor points at the replaced file
+        self._unclean = False
+        self.lines = len(pairs)
+        self.size = len(data)
+        self.compact_count += 1
+
+    def close(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+
+    def _open(self) -> int:
+        if self._fd is None:
+            created = not self.path.exists()
+            self._fd = files.open_for_append(self.path)
+            if created:
+                files.fsync_directory(self.path.parent)
+        return self._fd
+
+    def _cut_back(self, fd: int) -> None:
+        try:
+            os.ftruncate(fd, self.size)
+        except OSError:
+            self._unclean = True
