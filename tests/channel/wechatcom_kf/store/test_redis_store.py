@@ -1,4 +1,7 @@
-"""RedisStore specifics: a caller-owned client, key layout under the prefix."""
+"""RedisStore specifics: a caller-owned client, key layout under the prefix, locks across instances.
+
+(A JSON file serves one process, so its locks are in-process only and have no such test.)
+"""
 
 from __future__ import annotations
 
@@ -31,3 +34,11 @@ def test_prefixes_isolate_deployments(redis_url: str):
     assert (a.load_cursor("wk"), b.load_cursor("wk")) == ("ca", "cb")
     a.close()
     b.close()
+
+
+def test_lock_is_exclusive_between_store_instances(redis_url: str):
+    first, second = RedisStore(redis_url, prefix="lock:"), RedisStore(redis_url, prefix="lock:")
+    assert first.try_lock("wk", "host-a", 30)
+    assert not second.try_lock("wk", "host-b", 30)
+    first.unlock("wk", "host-a")
+    assert second.try_lock("wk", "host-b", 30)
