@@ -4,13 +4,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .base import DONE_TTL_SECONDS, StateStore, StoreError
+from .base import CLAIM_LEASE_SECONDS, DONE_TTL_SECONDS, PULL_REQUEST_TTL_SECONDS, StateStore, StoreError
 from .json_store import JsonFileStore
 
 if TYPE_CHECKING:
     from .redis_store import RedisStore
 
-__all__ = ["DONE_TTL_SECONDS", "JsonFileStore", "RedisStore", "StateStore", "StoreError"]
+__all__ = [
+    "CLAIM_LEASE_SECONDS",
+    "DONE_TTL_SECONDS",
+    "PULL_REQUEST_TTL_SECONDS",
+    "JsonFileStore",
+    "RedisStore",
+    "StateStore",
+    "StoreError",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -9,7 +9,8 @@ write + fsync per batch) and on ``flush()``/``close()``. Losing a finish mark in
 message whose sends WeCom then refuses as duplicates. On load, pending = pending in the main file minus
 the ids in the journal; every main-file write first appends the finishes it leaves out, so no crash can
 drop a finished item from both. Upstream's ``{open_kfid: cursor}`` file and version 1 (done ids inside
-the main file) are migrated on load.
+the main file) are migrated on load. Claims on pending items, locks and pull requests live in memory only:
+one process uses the files, and a restart leaves every pending item claimable, as a crash needs.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from . import files
-from .base import DONE_TTL_SECONDS
+from .base import CLAIM_LEASE_SECONDS, DONE_TTL_SECONDS, PULL_REQUEST_TTL_SECONDS
 from .journal import JOURNAL_NAME, DoneJournal
 from .main_file import FILE_NAME, Account, read_main_file, serialize
+from .memory import Claims, PullRequests
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +69,8 @@ class JsonFileStore:
         self._main_stale = False  # the main file still lists items finished since
         self._flags: dict[str, tuple[str, float | None]] = {}
         self._locks: dict[str, tuple[str, float]] = {}  # open_kfid -> (owner, expires_at); not persisted
+        self._claims = Claims()
+        self._pull_requests = PullRequests()
         self._closed = False
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
         files.remove_stale_temp_files(self.directory, FILE_NAME)
@@ -90,6 +94,8 @@ class JsonFileStore:
         next_cursor: str | None,
         new_items: list[dict[str, Any]],
         skipped_ids: Sequence[str] = (),
+        owner: str | None = None,
+        lease_seconds: float = CLAIM_LEASE_SECONDS,
     ) -> list[dict[str, Any]]:
         for item in new_items:
             if not isinstance(item.get("msgid"), str):
@@ -99,6 +105,8 @@ class JsonFileStore:
                 acc = self._accounts.setdefault(open_kfid, Account())
                 old_cursor = acc.cursor
                 accepted = self._add_pending_locked(open_kfid, acc, new_items)
+                if owner:  # '' = no owner, as in Redis
+                    self._claims.grant([it["msgid"] for it in accepted], owner, self._clock() + lease_seconds)
                 newly_done = self._mark_done_locked(skipped_ids)
                 if next_cursor is not None:
                     acc.cursor = next_cursor
@@ -109,6 +117,7 @@ class JsonFileStore:
                 for it in accepted:
                     acc.pending.pop(it["msgid"], None)
                     self._where.pop(it["msgid"], None)
+                    self._claims.drop(it["msgid"])
                 if not journaled:
                     for msgid, _ in newly_done:
                         self._done.pop(msgid, None)
@@ -122,8 +131,38 @@ class JsonFileStore:
             acc = self._accounts.get(open_kfid)
             return list(acc.pending.values()) if acc else []
 
+    def pending_accounts(self) -> list[str]:
+        with self._lock:
+            return sorted(kfid for kfid, acc in self._accounts.items() if acc.pending)
+
+    def claim_pending(
+        self, open_kfid: str, owner: str, lease_seconds: float, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        if limit is not None and limit < 0:
+            raise ValueError("limit must be None or >= 0")
+        with self._lock:
+            acc = self._accounts.get(open_kfid)
+            if acc is None:
+                return []
+            now = self._clock()
+            taken = self._claims.take(acc.pending, owner, now, now + lease_seconds, limit)
+            return [dict(acc.pending[msgid]) for msgid in taken]
+
+    def renew_claims(self, owner: str, msgids: Sequence[str], lease_seconds: float) -> None:
+        with self._lock:
+            self._claims.renew(owner, msgids, self._clock() + lease_seconds)
+
+    def request_pull(self, open_kfid: str, token: str) -> None:
+        with self._lock:
+            self._pull_requests.put(open_kfid, token, self._clock() + PULL_REQUEST_TTL_SECONDS)
+
+    def take_pull_request(self, open_kfid: str) -> str | None:
+        with self._lock:
+            return self._pull_requests.take(open_kfid, self._clock())
+
     def finish(self, msgid: str) -> None:
         with self._cond:
+            self._claims.drop(msgid)
             kfid = self._where.pop(msgid, None)
             if kfid is not None:
                 self._accounts[kfid].pending.pop(msgid, None)
@@ -281,6 +320,7 @@ class JsonFileStore:
             del self._flags[key]
         for kfid in [k for k, (_, exp) in self._locks.items() if exp <= now]:
             del self._locks[kfid]
+        self._pull_requests.prune(now)
 
     def _serialize_locked(self) -> bytes:
         self._main_stale = False

@@ -1,4 +1,4 @@
-"""JsonFileStore specifics: file safety, upstream migration, group commit, pruning.
+"""JsonFileStore specifics: file safety, upstream migration, group commit, pruning, in-memory claims.
 
 The done-id journal has its own tests in test_json_journal.py.
 """
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from channel.wechatcom_kf.store import JsonFileStore, StoreError
+from channel.wechatcom_kf.store import PULL_REQUEST_TTL_SECONDS, JsonFileStore, StoreError
 from channel.wechatcom_kf.store.journal import JOURNAL_NAME
 from channel.wechatcom_kf.store.main_file import FILE_NAME, FORMAT_VERSION
 
@@ -203,3 +203,44 @@ def test_finish_after_close_is_still_written(tmp_path: Path):
     store.close()
     store.finish("m1")
     assert journal_ids(tmp_path) == ["m1"]
+
+
+def test_claims_and_pull_requests_do_not_survive_a_restart(tmp_path: Path):
+    # One process uses the files: after a restart nobody holds anything, so all pending is claimable.
+    store = JsonFileStore(tmp_path)
+    store.accept_page(KF, "c", [item("m1")], owner="old-process", lease_seconds=3600)
+    store.accept_page(KF, "c", [item("m2")])
+    assert [it["msgid"] for it in store.claim_pending(KF, "old-process", 3600)] == ["m2"]
+    store.request_pull(KF, "token")
+    store.close()
+    again = JsonFileStore(tmp_path)
+    assert [it["msgid"] for it in again.claim_pending(KF, "new-process", 3600)] == ["m1", "m2"]
+    assert again.take_pull_request(KF) is None
+    again.close()
+
+
+def test_pull_request_expires_with_the_callback_token(tmp_path: Path):
+    now = [1_700_000_000.0]
+    store = JsonFileStore(tmp_path, clock=lambda: now[0])
+    store.request_pull(KF, "token-1")
+    now[0] += PULL_REQUEST_TTL_SECONDS - 1
+    assert store.take_pull_request(KF) == "token-1"
+    store.request_pull(KF, "token-2")
+    now[0] += PULL_REQUEST_TTL_SECONDS + 1
+    assert store.take_pull_request(KF) is None
+    store.close()
+
+
+def test_failed_accept_leaves_no_claim(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    store = JsonFileStore(tmp_path)
+
+    def disk_full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(OSError):
+        store.accept_page(KF, "c", [item("m1")], owner="host-a", lease_seconds=3600)
+    monkeypatch.undo()
+    store.accept_page(KF, "c", [item("m1")])  # the retry, without an owner this time
+    assert [it["msgid"] for it in store.claim_pending(KF, "host-b", 3600)] == ["m1"]
+    store.close()
