@@ -178,6 +178,8 @@ class SessionDispatcher:
                         self._mark_ready(session_id, session)
                     self._forget_if_idle(session_id, session)
                     self._changed.notify_all()
+                # An idle worker must not keep its last context (and what it refers to) alive.
+                del taken, session, item
 
     # -- shutdown --------------------------------------------------------------------------------
     def stop(self, timeout: float = 10.0, *, drain: bool = True) -> bool:

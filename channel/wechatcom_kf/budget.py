@@ -5,6 +5,10 @@ https://developer.work.weixin.qq.com/document/path/94677). Several of a customer
 waiting for answers at once; they share that pool, so an earlier turn must leave at least one send
 for every later turn still waiting. The ledger is in memory: after a restart it is rebuilt from the
 messages pulled again, and sends refused as duplicates still count (WeCom counted the original).
+
+Memory stays flat (invariant 9): a customer's entry expires 48 h after its last activity (WeCom's send
+window), the number of entries is capped (least recently active first), and an entry keeps only the
+send times that still count, i.e. those since about the customer's latest message.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -27,11 +31,12 @@ MAX_WAITING = 256  # per customer: unanswered msgids remembered
 CustomerKey = tuple[str, str]  # (open_kfid, external_userid)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Customer:
     latest_message_time: float = 0.0
-    send_times: deque[float] = field(default_factory=lambda: deque(maxlen=MAX_SEND_TIMES))
-    waiting: OrderedDict[str, None] = field(default_factory=OrderedDict)  # unanswered msgids, oldest first
+    last_active: float = 0.0  # clock time of the last message or send: the entry expires 48 h later
+    send_times: list[float] = field(default_factory=list)  # only those that can still count
+    waiting: dict[str, None] = field(default_factory=dict)  # unanswered msgids, oldest first
 
 
 class BudgetLedger:
@@ -54,9 +59,12 @@ class BudgetLedger:
         with self._lock:
             customer = self._customer(key)
             customer.latest_message_time = max(customer.latest_message_time, float(send_time))
+            # Sends before the second of the latest message no longer count (see _sends_since_latest).
+            since = int(customer.latest_message_time)
+            customer.send_times = [t for t in customer.send_times if t >= since]
             customer.waiting[msgid] = None
             while len(customer.waiting) > MAX_WAITING:
-                customer.waiting.popitem(last=False)
+                del customer.waiting[next(iter(customer.waiting))]
 
     def allowance_for(self, key: CustomerKey, msgids: Iterable[str]) -> int:
         """Sends the turn answering ``msgids`` may use now (0 = none left)."""
@@ -92,10 +100,12 @@ class BudgetLedger:
         with self._lock:
             customer = self._customer(key)
             customer.send_times.extend([now] * count)
+            del customer.send_times[:-MAX_SEND_TIMES]
 
     def answered(self, key: CustomerKey, msgids: Iterable[str]) -> None:
         """The turn answering ``msgids`` is over (sent, dropped or silent)."""
         with self._lock:
+            self._prune(self._clock())  # quiet hours expire entries too, not only new customers
             customer = self._customers.get(key)
             if customer is None:
                 return
@@ -110,26 +120,35 @@ class BudgetLedger:
         return certain, maybe
 
     def _customer(self, key: CustomerKey) -> _Customer:
+        """The entry of ``key``, created if needed, marked as the most recently active."""
+        now = self._clock()
         customer = self._customers.get(key)
         if customer is None:
-            self._prune()  # before inserting: the new entry must not be pruned as stale
+            self._prune(now, room=1)  # before inserting: the new entry must not be pruned
             customer = self._customers[key] = _Customer()
         else:
             self._customers.move_to_end(key)
+        customer.last_active = now
         return customer
 
-    def _prune(self) -> None:
-        horizon = self._clock() - WINDOW_SECONDS
-        while len(self._customers) >= self._max_customers:
-            self._customers.popitem(last=False)
-        # Drop a few stale customers per insertion so the map stays flat over a day of traffic.
-        for _ in range(2):
-            if not self._customers:
+    def _prune(self, now: float, room: int = 0) -> None:
+        """Drop entries inactive for 48 h and the least recently active beyond the cap.
+
+        The map is ordered by activity, so only its front is looked at: O(1) amortized per call.
+        """
+        customers = self._customers
+        horizon = now - WINDOW_SECONDS
+        while customers:
+            key, oldest = next(iter(customers.items()))
+            if oldest.last_active >= horizon and len(customers) + room <= self._max_customers:
                 return
-            key, oldest = next(iter(self._customers.items()))
-            if oldest.waiting or oldest.latest_message_time >= horizon:
-                return
-            del self._customers[key]
+            del customers[key]
+
+    def prune(self) -> int:
+        """Expire what is due now (also done on every insertion); returns the entries left."""
+        with self._lock:
+            self._prune(self._clock())
+            return len(self._customers)
 
     def __len__(self) -> int:
         with self._lock:

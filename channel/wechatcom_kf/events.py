@@ -8,19 +8,18 @@ small pool at once: its ``welcome_code`` is valid for 20 s only, so it must not 
 from __future__ import annotations
 
 import logging
-import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any, Protocol
 
 from .errors import KfError, describe_fail_type
 from .outbound.msgid import welcome_msgid
-from .takeover import Takeover
+from .takeover import ExpiringKeys, Takeover
 
 logger = logging.getLogger(__name__)
 
 MAX_RECALLS = 10_000
+RECALL_TTL_SECONDS = 48 * 3600
 
 
 class _EventApi(Protocol):
@@ -28,22 +27,23 @@ class _EventApi(Protocol):
 
 
 class Recalls:
-    """Bounded set of msgids the customer recalled; their turns are not answered if not sent yet."""
+    """Msgids the customer recalled; their turns are not answered if not sent yet.
 
-    def __init__(self, max_entries: int = MAX_RECALLS) -> None:
-        self._ids: OrderedDict[str, None] = OrderedDict()
-        self._max = max_entries
-        self._lock = threading.Lock()
+    Bounded in count and time: a recall only matters until the turn is answered, which is long
+    before WeCom's 48 h send window closes.
+    """
+
+    def __init__(self, max_entries: int = MAX_RECALLS, ttl_seconds: float = RECALL_TTL_SECONDS) -> None:
+        self._ids = ExpiringKeys(ttl_seconds, max_entries)
 
     def add(self, msgid: str) -> None:
-        with self._lock:
-            self._ids[msgid] = None
-            while len(self._ids) > self._max:
-                self._ids.popitem(last=False)
+        self._ids.add(msgid)
 
     def any_recalled(self, msgids: list[str]) -> bool:
-        with self._lock:
-            return any(m in self._ids for m in msgids)
+        return any(m in self._ids for m in msgids)
+
+    def __len__(self) -> int:
+        return len(self._ids)
 
 
 class EventHandler:

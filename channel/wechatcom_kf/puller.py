@@ -131,15 +131,36 @@ class Puller:
             while True:
                 self._recover_once(open_kfid)
                 self._pull(open_kfid, token)
-                with self._cond:
-                    token = self._next_token.pop(open_kfid, None)
-                    if token is None or self._stopping:
-                        # Unlock while holding _cond: a new job of ours must not start between the two.
-                        self._release(open_kfid)
+                token = self._take_token(open_kfid)
+                if token is None:
+                    # Store I/O (unlock) happens outside _cond, so schedule() never waits for it; a
+                    # callback that arrives meanwhile is picked up by _end_job.
+                    self._unlock(open_kfid)
+                    token = self._end_job(open_kfid)
+                    if token is None:
+                        return
+                    if not self._store.try_lock(open_kfid, self._owner, self._lock_ttl):
+                        self._retry_later(open_kfid, token, 1, LOCKED_RETRY_SECONDS)
                         return
                 attempt = 0
         except Exception as exc:
             self._on_failure(open_kfid, token, attempt, exc)
+
+    def _take_token(self, open_kfid: str) -> str | None:
+        """The token of a callback that arrived during the pull (None also when stopping)."""
+        with self._cond:
+            token = self._next_token.pop(open_kfid, None)
+            return None if self._stopping else token
+
+    def _end_job(self, open_kfid: str) -> str | None:
+        """End this account's job unless a callback arrived since ``_take_token``: then its token."""
+        with self._cond:
+            token = self._next_token.pop(open_kfid, None)
+            if token is not None and not self._stopping:
+                return token
+            self._running.discard(open_kfid)
+            self._cond.notify_all()
+            return None
 
     def _on_failure(self, open_kfid: str, token: str | None, attempt: int, exc: Exception) -> None:
         if isinstance(exc, KfError | _LockLost):
@@ -150,28 +171,24 @@ class Puller:
             logger.error(
                 "giving up pulling %s after %d attempts; the next callback retries", open_kfid, attempt + 1
             )
+            self._unlock(open_kfid)
             with self._cond:
                 self._next_token.pop(open_kfid, None)
-                self._release(open_kfid)
+                self._running.discard(open_kfid)
+                self._cond.notify_all()
             return
         delay = min(BACKOFF_CAP_SECONDS, self._backoff_base * 2**attempt) * random.uniform(0.5, 1.0)
         self._retry_later(open_kfid, token, attempt + 1, delay)
 
-    def _release(self, open_kfid: str) -> None:
-        """Call with ``_cond`` held: end this account's job."""
+    def _unlock(self, open_kfid: str) -> None:
         try:
             self._store.unlock(open_kfid, self._owner)
         except Exception as exc:  # the lock expires by itself
             logger.warning("unlocking %s failed: %s", open_kfid, redact(exc))
-        self._running.discard(open_kfid)
-        self._cond.notify_all()
 
     def _retry_later(self, open_kfid: str, token: str | None, attempt: int, delay: float) -> None:
+        self._unlock(open_kfid)
         with self._cond:
-            try:
-                self._store.unlock(open_kfid, self._owner)
-            except Exception as exc:
-                logger.warning("unlocking %s failed: %s", open_kfid, redact(exc))
             if self._stopping or attempt >= MAX_ATTEMPTS:
                 self._running.discard(open_kfid)
                 self._next_token.pop(open_kfid, None)

@@ -6,14 +6,22 @@ external_userid), and expires with WeCom's 48 h session. It is set by a receptio
 ``session_status_change`` 3 (session ended). Before answering a flagged customer the session state is
 asked once (https://developer.work.weixin.qq.com/document/path/94669): 2 (queued) or 3 (human) keep
 the bot silent, anything else clears the flag.
+
+Before its first reply in a session the bot claims it: ``service_state/trans`` 0 → 1 (由智能助手接待),
+so WeCom does not hand the session to a receptionist behind the bot's back (a cause of 95018). A claim
+is remembered per customer for 48 h (bounded) and forgotten when the session ends or a human takes it.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from typing import Any, Protocol
 
-from .errors import KfError
+from .errors import KfError, redact
 
 logger = logging.getLogger(__name__)
 
@@ -21,6 +29,10 @@ FLAG_TTL_SECONDS = 48 * 3600
 HUMAN_STATES = frozenset({2, 3})  # queued for a receptionist, served by a receptionist
 HUMAN_CHANGE_TYPES = frozenset({1, 2, 4})  # taken from the pool, transferred, re-taken
 ENDED_CHANGE_TYPE = 3
+BOT_STATE = 1  # 由智能助手接待
+TRANS_NOT_ALLOWED = 95016
+CLAIM_TTL_SECONDS = 48 * 3600  # one WeCom session lasts at most 48 h after the customer's message
+MAX_CLAIMS = 100_000
 
 
 class _FlagStore(Protocol):
@@ -30,6 +42,51 @@ class _FlagStore(Protocol):
 
 class _StateApi(Protocol):
     def get_service_state(self, open_kfid: str, external_userid: str) -> Any: ...
+    def trans_service_state(
+        self, open_kfid: str, external_userid: str, service_state: int, servicer_userid: str | None = None
+    ) -> str | None: ...
+
+
+class ExpiringKeys:
+    """Thread-safe set of keys that expire ``ttl`` seconds after they were (re-)added; at most
+    ``max_keys`` (the oldest go first). Insertion order is expiry order, so pruning is O(1) amortized."""
+
+    def __init__(self, ttl: float, max_keys: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self._ttl = ttl
+        self._max = max(1, max_keys)
+        self._clock = clock
+        self._keys: OrderedDict[Hashable, float] = OrderedDict()  # key -> expires at
+        self._lock = threading.Lock()
+
+    def add(self, key: Hashable) -> None:
+        now = self._clock()
+        with self._lock:
+            self._keys.pop(key, None)
+            self._keys[key] = now + self._ttl
+            self._prune(now)
+
+    def discard(self, key: Hashable) -> None:
+        with self._lock:
+            self._keys.pop(key, None)
+
+    def __contains__(self, key: Hashable) -> bool:
+        now = self._clock()
+        with self._lock:
+            self._prune(now)
+            return key in self._keys
+
+    def __len__(self) -> int:
+        with self._lock:
+            self._prune(self._clock())
+            return len(self._keys)
+
+    def _prune(self, now: float) -> None:
+        keys = self._keys
+        while keys:
+            oldest, expires_at = next(iter(keys.items()))
+            if expires_at > now and len(keys) <= self._max:
+                return
+            del keys[oldest]
 
 
 def flag_key(open_kfid: str, external_userid: str) -> str:
@@ -40,16 +97,26 @@ def flag_key(open_kfid: str, external_userid: str) -> str:
 class Takeover:
     """Reads and writes the human-owned flag; asks WeCom when a flagged customer writes again."""
 
-    def __init__(self, store: _FlagStore, api: _StateApi, ttl_seconds: float = FLAG_TTL_SECONDS) -> None:
+    def __init__(
+        self,
+        store: _FlagStore,
+        api: _StateApi,
+        ttl_seconds: float = FLAG_TTL_SECONDS,
+        *,
+        max_claims: int = MAX_CLAIMS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._store = store
         self._api = api
         self._ttl = ttl_seconds
+        self._claims = ExpiringKeys(CLAIM_TTL_SECONDS, max_claims, clock)
 
     def mark_human(self, open_kfid: str, external_userid: str, reason: str) -> None:
         """A receptionist owns the session: the bot stays silent for this customer."""
         if not open_kfid or not external_userid:
             return
         logger.info("human owns %s/%s (%s): bot silent", open_kfid, external_userid, reason)
+        self._claims.discard((open_kfid, external_userid))
         self._store.set_flag(flag_key(open_kfid, external_userid), reason or "human", self._ttl)
 
     def release(self, open_kfid: str, external_userid: str, reason: str) -> None:
@@ -58,6 +125,7 @@ class Takeover:
             return
         if self.is_flagged(open_kfid, external_userid):
             logger.info("session %s/%s back with the bot (%s)", open_kfid, external_userid, reason)
+        self._claims.discard((open_kfid, external_userid))
         self._store.set_flag(flag_key(open_kfid, external_userid), None, None)
 
     def is_flagged(self, open_kfid: str, external_userid: str) -> bool:
@@ -84,6 +152,50 @@ class Takeover:
             )
             return False
         self.release(open_kfid, external_userid, f"service state {state}")
+        return True
+
+    def claim_for_bot(self, open_kfid: str, external_userid: str) -> bool:
+        """Move the session to state 1 once per session, before the bot's first reply (doc 94669).
+
+        False when WeCom says a human owns it (the bot stays silent); any other failure is logged and
+        the bot answers anyway (sending from state 0 is allowed).
+        """
+        key = (open_kfid, external_userid)
+        if key in self._claims:
+            return True
+        try:
+            self._api.trans_service_state(open_kfid, external_userid, BOT_STATE)
+        except KfError as exc:
+            if exc.errcode == TRANS_NOT_ALLOWED:
+                return self._after_refused_claim(open_kfid, external_userid)
+            logger.warning(
+                "claiming %s/%s for the bot failed (%s); answering anyway",
+                open_kfid,
+                external_userid,
+                redact(exc),
+            )
+            return True
+        logger.debug("session %s/%s claimed for the bot", open_kfid, external_userid)
+        self._claims.add(key)
+        return True
+
+    def _after_refused_claim(self, open_kfid: str, external_userid: str) -> bool:
+        """95016: the session is in a state the bot cannot take (2, 3 or 4): ask which."""
+        try:
+            state = int(self._api.get_service_state(open_kfid, external_userid).state)
+        except (KfError, ValueError, TypeError, AttributeError) as exc:
+            logger.warning(
+                "service_state of %s/%s unknown after a refused claim (%s): staying silent",
+                open_kfid,
+                external_userid,
+                type(exc).__name__,
+            )
+            return False
+        if state in HUMAN_STATES:
+            self.mark_human(open_kfid, external_userid, f"service state {state}")
+            return False
+        if state == BOT_STATE:
+            self._claims.add((open_kfid, external_userid))
         return True
 
     def on_servicer_message(self, item: dict[str, Any]) -> None:

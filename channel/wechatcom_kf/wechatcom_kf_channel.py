@@ -260,6 +260,9 @@ class WechatComKfChannel(ChatChannel):
             return
         if not self.takeover.bot_may_answer(open_kfid, user):
             return
+        # Here, not in the callback path: the claim is one API call, once per customer session.
+        if not self.takeover.claim_for_bot(open_kfid, user):
+            return
         key = (open_kfid, user)
         parts = plan_reply(reply, self.ledger.allowance_for(key, msgids), self.kf_settings)
         if not parts:

@@ -152,3 +152,41 @@ def test_a_failing_handler_does_not_stop_the_session(caplog):
     dispatcher.stop(5)
     assert seen == [0, 1]
     assert any("handler failed for session s" in r.getMessage() for r in caplog.records)
+
+
+def test_finished_sessions_and_items_are_not_kept():
+    import gc
+    import weakref
+
+    class Item:
+        pass
+
+    done = threading.Event()
+    handled: list[weakref.ref] = []
+
+    def handler(item):
+        handled.append(weakref.ref(item))
+        if len(handled) == 200:
+            done.set()
+
+    dispatcher = SessionDispatcher(handler, max_workers=4)
+    try:
+        for n in range(200):
+            dispatcher.submit(f"s{n}", Item())
+        assert done.wait(10)
+        deadline = time.monotonic() + 5
+        while dispatcher.stats()["running"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert dispatcher.stats()["sessions"] == 0
+        # Idle workers hold no reference to the last item they handled (bounded wait: a worker
+        # drops it just after leaving the lock).
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            gc.collect()
+            alive = [ref for ref in handled if ref() is not None]
+            if not alive:
+                break
+            time.sleep(0.01)
+        assert alive == []
+    finally:
+        dispatcher.stop(5)

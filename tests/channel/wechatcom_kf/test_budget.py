@@ -96,3 +96,32 @@ def test_sends_in_the_same_second_as_the_message_limit_extra_parts_only():
     ledger.consume(A, 1)
     ledger.answered(A, ["m1"])
     assert ledger.allowance_for(A, ["m2"]) == 1
+
+
+def test_entries_expire_48_hours_after_the_last_activity():
+    clock = Clock()
+    ledger = BudgetLedger(clock=clock)
+    ledger.note_message(A, "a1", clock.now)
+    clock.now += 24 * 3600
+    ledger.note_message(B, "b1", clock.now)
+    ledger.consume(B, 1)
+    ledger.answered(B, ["b1"])
+    clock.now += 24 * 3600 + 1  # A (unanswered) is 48 h old, B is 24 h old
+    assert ledger.prune() == 1
+    assert ledger.allowance_for(B, ["b2"]) == 4
+    clock.now += 24 * 3600
+    ledger.answered(B, [])  # any later call expires what is due
+    assert len(ledger) == 0
+
+
+def test_only_send_times_that_can_still_count_are_kept():
+    clock = Clock()
+    ledger = BudgetLedger(clock=clock)
+    for n in range(50):
+        ledger.note_message(A, f"m{n}", clock.now)
+        ledger.consume(A, 5)
+        ledger.answered(A, [f"m{n}"])
+        clock.now += 10
+    ledger.note_message(A, "last", clock.now)
+    assert ledger.allowance_for(A, ["last"]) == 5
+    assert len(ledger._customers[A].send_times) == 0

@@ -1,16 +1,25 @@
-"""Callback endpoint logic (verify, decrypt, schedule) with real wechatpy encryption, and the web.py +
-cheroot server in front of it over real HTTP."""
+"""Callback endpoint logic (verify, decrypt, schedule) with real wechatpy encryption, and the asyncio
+HTTP server in front of it over real HTTP (requests, and raw sockets for framing details)."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
+from urllib.parse import urlencode
 
 import pytest
 import requests
 from wechatpy.enterprise.crypto import WeChatCrypto
 
-from channel.wechatcom_kf.callback import MAX_BODY_BYTES, CallbackHandler, MalformedXml, parse_xml_fields
+from channel.wechatcom_kf import http_server
+from channel.wechatcom_kf.callback import (
+    MAX_BODY_BYTES,
+    CallbackCrypto,
+    CallbackHandler,
+    MalformedXml,
+    parse_xml_fields,
+)
 from channel.wechatcom_kf.http_server import CallbackServer
 
 TOKEN = "callbacktoken123"
@@ -144,3 +153,98 @@ def test_chunked_oversized_body_is_refused(server):
 
     resp = requests.post(server + "/wxkf/", params=params, data=chunks(), timeout=5)
     assert resp.status_code == 413
+
+
+@pytest.mark.parametrize("size", [0, 1, 11, 12, 31, 32, 33, 500])
+def test_decryption_matches_wechatpy_for_every_padding_length(size):
+    plain = "x" * size
+    envelope = parse_xml_fields(WeChatCrypto(TOKEN, AES_KEY, CORP).encrypt_message(plain, "n1", "1700000000"))
+    crypto = CallbackCrypto(TOKEN, AES_KEY, CORP)
+    got = crypto.verify_and_decrypt(envelope["MsgSignature"], "1700000000", "n1", envelope["Encrypt"])
+    assert got.decode("utf-8") == plain
+
+
+def _raw(server: str, data: bytes, reads: int = 1) -> bytes:
+    """Send raw bytes, read until the server closes or ``reads`` answers arrived (bounded)."""
+    host, port = server.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(data)
+        answer = b""
+        for _ in range(50):
+            if answer.count(b"HTTP/1.1 ") >= reads and answer.endswith((b"success", b"request", b"found")):
+                break
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+        return answer
+
+
+def _post_bytes(params: dict[str, str], body: bytes, extra: str = "") -> bytes:
+    return (
+        f"POST /wxkf/?{urlencode(params)} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n{extra}\r\n"
+    ).encode() + body
+
+
+def test_keep_alive_and_pipelined_requests_are_answered_in_order(server, scheduled):
+    first, body1 = encrypted(kf_event("wk1", "T1"))
+    second, body2 = encrypted(kf_event("wk2", "T2"))
+    answer = _raw(server, _post_bytes(first, body1) + _post_bytes(second, body2), reads=2)
+    assert answer.count(b"HTTP/1.1 200 OK") == 2
+    assert scheduled == [("wk1", "T1"), ("wk2", "T2")]
+
+
+def test_expect_continue_and_a_small_chunked_body_are_accepted(server, scheduled):
+    params, body = encrypted(kf_event("wkC", "TC"))
+    answer = _raw(server, _post_bytes(params, body, "Expect: 100-continue\r\n"), reads=2)
+    assert answer.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK")
+
+    def chunks():
+        yield body[:100]
+        yield body[100:]
+
+    resp = requests.post(server + "/wxkf/", params=params, data=chunks(), timeout=5)
+    assert (resp.status_code, resp.text) == (200, "success")
+    assert scheduled == [("wkC", "TC"), ("wkC", "TC")]
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"POST /wxkf/ HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\nabc",
+        b"POST /wxkf/ HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabc",
+        b"POST /wxkf/ HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+        b"POST /wxkf/ HTTP/1.1\r\n Folded: header\r\n\r\n",
+        b"GARBAGE\r\n\r\n",
+        b"GET /wxkf/ HTTP/2.0\r\n\r\n",
+        b"POST /wxkf/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"GET /wxkf/?" + b"a" * (20 * 1024) + b" HTTP/1.1\r\n\r\n",
+    ],
+)
+def test_malformed_http_is_a_bad_request_and_closes(server, scheduled, request_bytes):
+    answer = _raw(server, request_bytes)
+    assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert b"Connection: close" in answer
+    assert scheduled == []
+
+
+def test_connections_over_the_limit_are_refused(server, monkeypatch):
+    monkeypatch.setattr(http_server, "MAX_CONNECTIONS", 2)
+    host, port = server.removeprefix("http://").split(":")
+    kept = [socket.create_connection((host, int(port)), timeout=5) for _ in range(2)]
+    try:
+        time.sleep(0.2)  # let the server admit both
+        with socket.create_connection((host, int(port)), timeout=5) as extra:
+            assert extra.recv(100) == b""  # closed without an answer
+    finally:
+        for sock in kept:
+            sock.close()
+
+
+def test_idle_connections_are_closed(server, monkeypatch):
+    monkeypatch.setattr(http_server, "IDLE_TIMEOUT_SECONDS", 0.2)
+    monkeypatch.setattr(http_server, "SWEEP_SECONDS", 0.1)
+    host, port = server.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(b"POST /wxkf/ HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc")  # never completed
+        assert sock.recv(100) == b""

@@ -70,7 +70,7 @@ class FakeApi:
 
 def settings(**overrides: Any):
     values = {"wechatcom_kf_max_message_age_hours": 48.0, **overrides}
-    return load_kf_settings(lambda key, default=None: values.get(key, default), environ={})
+    return load_kf_settings(values.get, environ={})
 
 
 class Harness:
@@ -223,3 +223,34 @@ def test_stop_cancels_retries_and_refuses_new_callbacks(tmp_path):
     h.puller.schedule(KF, "tok2")
     assert len(api.calls) == 1
     assert h.handled == []
+
+
+class SlowUnlockStore(JsonFileStore):
+    """A store whose unlock waits for a gate: stands for a slow shared store (Redis over a network)."""
+
+    def __init__(self, directory: Any) -> None:
+        super().__init__(directory)
+        self.unlocking = threading.Event()
+        self.gate = threading.Event()
+
+    def unlock(self, open_kfid: str, owner: str) -> None:
+        self.unlocking.set()
+        assert self.gate.wait(5)
+        super().unlock(open_kfid, owner)
+
+
+def test_schedule_does_not_wait_for_store_io_and_a_callback_during_unlock_is_pulled(tmp_path):
+    store = SlowUnlockStore(tmp_path / "state")
+    api = FakeApi([item(1)])
+    h = Harness(tmp_path, api, store=store)
+    h.puller.schedule(KF, "t0")
+    assert store.unlocking.wait(5)  # the job ends its pull and is unlocking the store
+    scheduler = threading.Thread(target=h.puller.schedule, args=(KF, "t1"))
+    scheduler.start()
+    scheduler.join(5)
+    assert not scheduler.is_alive()  # schedule() returned while the unlock still blocks
+    store.gate.set()
+    assert h.puller.wait_idle(10)
+    assert [token for _, token in api.calls] == ["t0", "t1"]
+    assert h.handled == ["m1"]
+    store.close()
