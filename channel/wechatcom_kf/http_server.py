@@ -1,12 +1,18 @@
 """The callback HTTP server: one asyncio event-loop thread serving ``/wxkf`` and ``/wxkf/``.
 
-Why not web.py on cheroot (what CoW channels use): answering a callback takes about 20 µs of our own
-work (signature, AES, a few XML fields, ``schedule``), but web.py + cheroot spent 0.6 ms per request
-and handed each connection from a selector thread to one of N worker threads through the GIL; with 50
-callbacks in flight the p99 was 130 ms. One loop thread with a strict, minimal HTTP/1.1 reader answers
-in the order requests arrive, with no thread hand-offs. Only what WeCom (or a proxy in front) sends is
-accepted: origin-form targets, ``Content-Length`` or chunked bodies, keep-alive, pipelining,
-``Expect: 100-continue``. Everything is bounded: head size, body size, connections, idle time.
+Why one loop and not web.py on cheroot (what CoW channels use): answering a callback takes tens of µs
+of our own work, but web.py + cheroot spent 0.6 ms per request and handed each connection from a
+selector thread to one of N worker threads through the GIL; with 50 callbacks in flight the p99 was
+130 ms (``python -m bench --only ack``). One loop thread answers in the order requests arrive, with no
+thread hand-offs.
+
+Why h11 for the HTTP/1.1 wire format: this port faces the internet, and framing (Content-Length,
+chunked bodies, keep-alive, pipelining, ``Expect: 100-continue``) is where hand-written parsers grow
+request-smuggling and edge-case bugs; h11 is a maintained, sans-I/O state machine that fits the loop.
+On top of it we refuse what WeCom never sends (both Content-Length and Transfer-Encoding, HTTP
+versions other than 1.0/1.1, non-origin targets) and bound everything: head size, body size (413,
+then the rest of the body is read and dropped up to a limit so the client sees the answer),
+connections, idle time.
 """
 
 from __future__ import annotations
@@ -20,13 +26,15 @@ from email.utils import formatdate
 from typing import Any
 from urllib.parse import parse_qsl
 
+import h11
+
 from .callback import BAD_REQUEST, TOO_LARGE, CallbackHandler, Response
 
 logger = logging.getLogger(__name__)
 
 CALLBACK_PATH = "/wxkf"
 _PATHS = frozenset({CALLBACK_PATH, CALLBACK_PATH + "/"})
-MAX_HEAD_BYTES = 16 * 1024
+MAX_HEAD_BYTES = 16 * 1024  # request line and headers, complete or not
 MAX_HEADERS = 64
 MAX_QUERY_FIELDS = 32
 MAX_CONNECTIONS = 1024
@@ -37,93 +45,14 @@ SWEEP_SECONDS = 1.0
 NOT_FOUND = Response(404, "not found")
 METHOD_NOT_ALLOWED = Response(405, "method not allowed")
 INTERNAL_ERROR = Response(500, "internal error")
-_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_CONTINUE = h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")
+_VERSIONS = (b"1.1", b"1.0")
 
 
 class _HttpError(Exception):
     def __init__(self, response: Response) -> None:
         super().__init__(response.status)
         self.response = response
-
-
-class _Head:
-    """A parsed request head; ``length`` is None for a chunked body."""
-
-    def __init__(self, raw: bytes) -> None:
-        lines = raw.decode("latin-1").split("\r\n")
-        parts = lines[0].split(" ")
-        if len(parts) != 3 or parts[2] not in ("HTTP/1.1", "HTTP/1.0") or not parts[1].startswith("/"):
-            raise _HttpError(BAD_REQUEST)
-        self.method, target, version = parts
-        self.path, _, self.query = target.partition("?")
-        if len(lines) > MAX_HEADERS + 1:
-            raise _HttpError(BAD_REQUEST)
-        headers: dict[str, str] = {}
-        for line in lines[1:]:
-            name, sep, value = line.partition(":")
-            if not sep or not name or name != name.strip() or name.lower() in headers:
-                raise _HttpError(BAD_REQUEST)  # also refuses obs-fold and repeated headers
-            headers[name.lower()] = value.strip()
-        connection = headers.get("connection", "").lower()
-        if version == "HTTP/1.1":
-            self.keep_alive = "close" not in connection
-        else:
-            self.keep_alive = "keep-alive" in connection
-        self.expect_continue = headers.get("expect", "").lower() == "100-continue"
-        self.length: int | None = self._body_length(headers)
-
-    @staticmethod
-    def _body_length(headers: dict[str, str]) -> int | None:
-        coding = headers.get("transfer-encoding")
-        length = headers.get("content-length")
-        if coding is not None:
-            # Both headers, or a coding other than plain chunked: a smuggling attempt or not WeCom.
-            if length is not None or coding.lower() != "chunked":
-                raise _HttpError(BAD_REQUEST)
-            return None
-        if length is None:
-            return 0
-        if not length.isdigit() or len(length) > 12:
-            raise _HttpError(BAD_REQUEST)
-        return int(length)
-
-
-def _dechunk(buf: bytearray, limit: int) -> tuple[bytes, int] | None:
-    """``(body, bytes used)`` of a complete chunked body at the start of ``buf``, None if incomplete.
-
-    Raises _HttpError: 400 for bad framing, 413 when the body is larger than ``limit``.
-    """
-    pos, size = 0, 0
-    parts: list[bytes] = []
-    while True:
-        eol = buf.find(b"\r\n", pos, pos + 1024)
-        if eol < 0:
-            if len(buf) - pos > 1024:
-                raise _HttpError(BAD_REQUEST)
-            return None
-        try:
-            chunk = int(bytes(buf[pos:eol]).split(b";", 1)[0].strip(), 16)
-        except ValueError:
-            raise _HttpError(BAD_REQUEST) from None
-        if chunk < 0:
-            raise _HttpError(BAD_REQUEST)
-        size += chunk
-        if size > limit:
-            raise _HttpError(TOO_LARGE)
-        if chunk == 0:
-            end = buf.find(b"\r\n\r\n", eol)  # optional trailers, then the blank line
-            if end < 0:
-                if len(buf) - eol > MAX_HEAD_BYTES:
-                    raise _HttpError(BAD_REQUEST)
-                return None
-            return b"".join(parts), end + 4
-        start = eol + 2
-        if len(buf) < start + chunk + 2:
-            return None
-        if buf[start + chunk : start + chunk + 2] != b"\r\n":
-            raise _HttpError(BAD_REQUEST)
-        parts.append(bytes(buf[start : start + chunk]))
-        pos = start + chunk + 2
 
 
 _date_cache: tuple[int, bytes] = (0, b"")
@@ -137,16 +66,32 @@ def _http_date() -> bytes:
     return _date_cache[1]
 
 
-def _encode(response: Response, keep_alive: bool) -> bytes:
-    body = response.body.encode("utf-8")
-    head = (
-        f"HTTP/1.1 {response.status_line}\r\nContent-Type: text/plain; charset=utf-8\r\n"
-        f"Content-Length: {len(body)}\r\n"
-    ).encode("ascii")
-    extra = b"Connection: close\r\n" if not keep_alive else b""
+def _headers(response: Response, body: bytes, close: bool) -> list[tuple[bytes, bytes]]:
+    headers = [
+        (b"Content-Type", b"text/plain; charset=utf-8"),
+        (b"Content-Length", str(len(body)).encode("ascii")),
+        (b"Date", _http_date()),
+    ]
     if response.status == 405:
-        extra += b"Allow: GET, POST\r\n"
-    return head + b"Date: " + _http_date() + b"\r\n" + extra + b"\r\n" + body
+        headers.append((b"Allow", b"GET, POST"))
+    if close:
+        headers.append((b"Connection", b"close"))
+    return headers
+
+
+def _check_head(request: h11.Request, max_body: int) -> None:
+    """Refuse (``_HttpError``) what h11 accepts but WeCom never sends, and bodies declared too large."""
+    names = [name for name, _ in request.headers]
+    size = len(request.target) + sum(len(name) + len(value) + 4 for name, value in request.headers)
+    if request.http_version not in _VERSIONS or not request.target.startswith(b"/"):
+        raise _HttpError(BAD_REQUEST)
+    if size > MAX_HEAD_BYTES or len(names) > MAX_HEADERS:
+        raise _HttpError(BAD_REQUEST)  # h11 bounds only incomplete heads; this bounds complete ones
+    if b"transfer-encoding" in names and b"content-length" in names:
+        raise _HttpError(BAD_REQUEST)  # RFC 9112 lets TE win; both at once is a smuggling probe here
+    for name, value in request.headers:
+        if name == b"content-length" and int(value) > max_body:  # h11 validated the digits
+            raise _HttpError(TOO_LARGE)
 
 
 class _Connection(asyncio.Protocol):
@@ -155,8 +100,10 @@ class _Connection(asyncio.Protocol):
     def __init__(self, server: CallbackServer) -> None:
         self._server = server
         self._transport: asyncio.Transport | None = None
-        self._buf = bytearray()
-        self._head: _Head | None = None
+        self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
+        self._request: h11.Request | None = None
+        self._body: list[bytes] = []
+        self._size = 0
         self._discard: int | None = None  # bytes of a refused body still to drop before closing
         self._paused = False
         self.last_active = time.monotonic()
@@ -168,7 +115,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._server.forget(self)
-        self._buf.clear()
+        self._body.clear()
 
     def pause_writing(self) -> None:
         # The client does not read its answers: stop reading its requests until it does.
@@ -184,10 +131,7 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_active = time.monotonic()
-        if self._discard is not None:
-            self._drop(data)
-            return
-        self._buf += data
+        self._h11.receive_data(data)
         self._process()
 
     def close(self) -> None:
@@ -198,48 +142,61 @@ class _Connection(asyncio.Protocol):
         transport = self._transport
         try:
             while transport is not None and not self._paused and not transport.is_closing():
-                body = self._next_body()
-                if body is None:
+                event = self._h11.next_event()
+                if event is h11.NEED_DATA:
                     return
-                head, self._head = self._head, None
-                assert head is not None
-                transport.write(_encode(self._server.respond(head, body), head.keep_alive))
-                if not head.keep_alive:
-                    transport.close()
+                self._on_event(event)
+        except h11.RemoteProtocolError as exc:
+            logger.debug("malformed HTTP from a callback client: %s", exc)
+            self._refuse(BAD_REQUEST)
         except _HttpError as exc:
             self._refuse(exc.response)
         except Exception:
             logger.exception("callback connection failed unexpectedly")
             self._refuse(INTERNAL_ERROR)
 
-    def _next_body(self) -> bytes | None:
-        """The body of the next complete request (its head in ``_head``), None while incomplete."""
-        if self._head is None:
-            end = self._buf.find(b"\r\n\r\n", 0, MAX_HEAD_BYTES + 4)
-            if end < 0:
-                if len(self._buf) > MAX_HEAD_BYTES:
-                    raise _HttpError(BAD_REQUEST)
-                return None
-            head = _Head(bytes(self._buf[:end]))
-            del self._buf[: end + 4]
-            self._head = head
-            if head.length is not None and head.length > self._server.max_body_bytes:
+    def _on_event(self, event: Any) -> None:
+        if isinstance(event, h11.Request):
+            self._request, self._body, self._size = event, [], 0
+            _check_head(event, self._server.max_body_bytes)
+            if self._h11.they_are_waiting_for_100_continue:
+                self._write(self._h11.send(_CONTINUE))
+        elif isinstance(event, h11.Data):
+            self._size += len(event.data)
+            if self._discard is not None:
+                self._drop(len(event.data))
+            elif self._size > self._server.max_body_bytes:
                 raise _HttpError(TOO_LARGE)
-            if head.expect_continue and head.length != 0 and self._transport is not None:
-                self._transport.write(_CONTINUE)
-        length = self._head.length
-        if length is None:
-            taken = _dechunk(self._buf, self._server.max_body_bytes)
-            if taken is None:
-                return None
-            body, used = taken
-            del self._buf[:used]
-            return body
-        if len(self._buf) < length:
-            return None
-        body = bytes(self._buf[:length])
-        del self._buf[:length]
-        return body
+            else:
+                self._body.append(event.data)
+        elif isinstance(event, h11.EndOfMessage) and self._discard is None:
+            request, self._request = self._request, None
+            assert request is not None
+            body, self._body = b"".join(self._body), []
+            self._answer(self._server.respond(request, body))
+        else:  # ConnectionClosed, the end of a dropped body, or PAUSED after "Connection: close"
+            self.close()
+
+    def _answer(self, response: Response) -> None:
+        body = response.body.encode("utf-8")
+        self._send(response, body, close=False)
+        if self._h11.our_state is h11.MUST_CLOSE:  # the client asked to close, or HTTP/1.0
+            self.close()
+        else:
+            self._h11.start_next_cycle()  # pipelined requests already buffered are read next
+
+    def _send(self, response: Response, body: bytes, close: bool) -> None:
+        head = h11.Response(
+            status_code=response.status,
+            headers=_headers(response, body, close),
+            reason=response.reason.encode("ascii"),
+        )
+        send = self._h11.send
+        self._write(send(head) + send(h11.Data(data=body)) + send(h11.EndOfMessage()))
+
+    def _write(self, data: bytes | None) -> None:
+        if data and self._transport is not None:
+            self._transport.write(data)
 
     def _refuse(self, response: Response) -> None:
         """Answer and close. A refused body is read and dropped first (bounded), so the client,
@@ -247,21 +204,22 @@ class _Connection(asyncio.Protocol):
         transport = self._transport
         if transport is None or transport.is_closing():
             return
-        transport.write(_encode(response, keep_alive=False))
-        head = self._head
-        if response.status != TOO_LARGE.status or head is None:
-            transport.close()
+        try:
+            self._send(response, response.body.encode("utf-8"), close=True)
+        except h11.LocalProtocolError:  # an answer was already under way: nothing more to say
+            self.close()
             return
-        self._discard = DISCARD_LIMIT_BYTES if head.length is None else min(head.length, DISCARD_LIMIT_BYTES)
-        data, self._buf = bytes(self._buf), bytearray()
-        self._drop(data)
+        if response.status != TOO_LARGE.status or self._h11.their_state is not h11.SEND_BODY:
+            self.close()
+            return
+        self._body, self._discard = [], DISCARD_LIMIT_BYTES
+        self._process()  # what h11 already holds of the body
 
-    def _drop(self, data: bytes) -> None:
+    def _drop(self, size: int) -> None:
         assert self._discard is not None
-        self._discard -= len(data)
-        chunked_end = self._head is not None and self._head.length is None and data.endswith(b"0\r\n\r\n")
-        if (self._discard <= 0 or chunked_end) and self._transport is not None:
-            self._transport.close()
+        self._discard -= size
+        if self._discard <= 0:
+            self.close()
 
 
 class CallbackServer:
@@ -353,17 +311,18 @@ class CallbackServer:
     def forget(self, conn: _Connection) -> None:
         self._connections.discard(conn)
 
-    def respond(self, head: _Head, body: bytes) -> Response:
-        if head.path not in _PATHS:
+    def respond(self, request: h11.Request, body: bytes) -> Response:
+        path, _, query_string = request.target.decode("latin-1").partition("?")
+        if path not in _PATHS:
             return NOT_FOUND
-        if head.method not in ("GET", "POST"):
+        if request.method not in (b"GET", b"POST"):
             return METHOD_NOT_ALLOWED
         try:
-            query = dict(parse_qsl(head.query, keep_blank_values=True, max_num_fields=MAX_QUERY_FIELDS))
+            query = dict(parse_qsl(query_string, keep_blank_values=True, max_num_fields=MAX_QUERY_FIELDS))
         except ValueError:
             return BAD_REQUEST
         try:
-            if head.method == "GET":
+            if request.method == b"GET":
                 return self._handler.handle_get(query)
             return self._handler.handle_post(query, body)
         except Exception:

@@ -15,12 +15,12 @@ from wechatpy.enterprise.crypto import WeChatCrypto
 from channel.wechatcom_kf import http_server
 from channel.wechatcom_kf.callback import (
     MAX_BODY_BYTES,
-    CallbackCrypto,
     CallbackHandler,
     MalformedXml,
     parse_xml_fields,
 )
 from channel.wechatcom_kf.http_server import CallbackServer
+from sandbox.emulator.crypto import signature
 
 TOKEN = "callbacktoken123"
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
@@ -156,12 +156,29 @@ def test_chunked_oversized_body_is_refused(server):
 
 
 @pytest.mark.parametrize("size", [0, 1, 11, 12, 31, 32, 33, 500])
-def test_decryption_matches_wechatpy_for_every_padding_length(size):
+def test_url_verification_echoes_every_padding_length(handler, size):
     plain = "x" * size
     envelope = parse_xml_fields(WeChatCrypto(TOKEN, AES_KEY, CORP).encrypt_message(plain, "n1", "1700000000"))
-    crypto = CallbackCrypto(TOKEN, AES_KEY, CORP)
-    got = crypto.verify_and_decrypt(envelope["MsgSignature"], "1700000000", "n1", envelope["Encrypt"])
-    assert got.decode("utf-8") == plain
+    query = {
+        "msg_signature": envelope["MsgSignature"],
+        "timestamp": "1700000000",
+        "nonce": "n1",
+        "echostr": envelope["Encrypt"],
+    }
+    response = handler.handle_get(query)
+    assert (response.status, response.body) == (200, plain)
+
+
+def test_garbage_echostr_with_a_valid_signature_is_a_bad_request(handler):
+    garbage = "bm90IGFuIGFlcyBibG9jaw=="  # base64 of one AES block that decrypts to nonsense
+    query = {
+        "msg_signature": signature(TOKEN, "1700000000", "n1", garbage),
+        "timestamp": "1700000000",
+        "nonce": "n1",
+        "echostr": garbage,
+    }
+    answer = handler.handle_get(query)
+    assert answer.status == 400 and "Traceback" not in answer.body
 
 
 def _raw(server: str, data: bytes, reads: int = 1) -> bytes:
@@ -211,14 +228,18 @@ def test_expect_continue_and_a_small_chunked_body_are_accepted(server, scheduled
 @pytest.mark.parametrize(
     "request_bytes",
     [
-        b"POST /wxkf/ HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\nabc",
-        b"POST /wxkf/ HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabc",
-        b"POST /wxkf/ HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
-        b"POST /wxkf/ HTTP/1.1\r\n Folded: header\r\n\r\n",
+        b"POST /wxkf/ HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\nabc",
+        b"POST /wxkf/ HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabc",
+        b"POST /wxkf/ HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+        b"POST /wxkf/ HTTP/1.1\r\n Folded: header\r\nHost: x\r\n\r\n",
         b"GARBAGE\r\n\r\n",
-        b"GET /wxkf/ HTTP/2.0\r\n\r\n",
-        b"POST /wxkf/ HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
-        b"GET /wxkf/?" + b"a" * (20 * 1024) + b" HTTP/1.1\r\n\r\n",
+        b"GET /wxkf/ HTTP/2.0\r\nHost: x\r\n\r\n",
+        b"POST /wxkf/ HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"POST /wxkf/ HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+        b"GET /wxkf/?" + b"a" * (20 * 1024) + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /wxkf/?" + b"a" * (20 * 1024),  # an incomplete head over the limit
+        b"GET /wxkf/ HTTP/1.1\r\n\r\n",  # HTTP/1.1 without Host
+        b"GET http://x/wxkf/ HTTP/1.1\r\nHost: x\r\n\r\n",
     ],
 )
 def test_malformed_http_is_a_bad_request_and_closes(server, scheduled, request_bytes):
@@ -246,5 +267,5 @@ def test_idle_connections_are_closed(server, monkeypatch):
     monkeypatch.setattr(http_server, "SWEEP_SECONDS", 0.1)
     host, port = server.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=5) as sock:
-        sock.sendall(b"POST /wxkf/ HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc")  # never completed
+        sock.sendall(b"POST /wxkf/ HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")  # never completed
         assert sock.recv(100) == b""
