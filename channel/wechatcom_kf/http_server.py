@@ -225,11 +225,10 @@ class _Connection(asyncio.Protocol):
 class CallbackServer:
     """Binds in ``serve()``; ``port`` is the bound port once ``ready`` is set.
 
-    ``threads`` is accepted for the ``wechatcom_kf_http_threads`` setting and not needed: the one
-    loop thread answers every callback (the work behind it runs on the puller's threads).
+    One loop thread answers every callback; the work behind it runs on the puller's threads.
     """
 
-    def __init__(self, handler: CallbackHandler, host: str, port: int, threads: int, backlog: int) -> None:
+    def __init__(self, handler: CallbackHandler, host: str, port: int, backlog: int) -> None:
         self._handler = handler
         self._host = host
         self._port = port

@@ -2,8 +2,12 @@
 
 At most one pull loop per ``open_kfid`` runs at a time: in this process (``_running``) and, with a
 shared store, across instances (``store.try_lock``). Callbacks arriving during a pull are coalesced
-into one more pull with the newest token. Each page is accepted in one durable store write (new
-items pending + cursor), then handed to ``handle_items``. API reference:
+into one more pull with the newest token; a callback that finds the account locked by another
+instance leaves a pull request in the store, which the lock holder takes before it lets go. Each page
+is accepted in one durable store write (new items pending + cursor, claimed by this instance), then
+handed to ``handle_items``. Claims of items in flight are renewed while they are handled; pending
+items nobody holds (a restart, or a dead instance's expired claims) are claimed and dispatched at
+``recover()``, by a periodic sweep and before each pull. API reference:
 https://developer.work.weixin.qq.com/document/path/94670
 """
 
@@ -13,13 +17,13 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from .errors import KfError, KfSyncTokenInvalid, redact
 from .settings import KfSettings
-from .store.base import StateStore
+from .store.base import CLAIM_LEASE_SECONDS, StateStore
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +36,7 @@ MAX_ATTEMPTS = 10
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_CAP_SECONDS = 30.0
 CUSTOMER_ORIGIN = 3
+RENEW_BATCH = 500  # msgids per renew_claims call: keeps one store call small
 
 Item = dict[str, Any]
 
@@ -59,6 +64,8 @@ class Puller:
         clock: Callable[[], float] = time.time,
         backoff_base: float = BACKOFF_BASE_SECONDS,
         lock_ttl: float = LOCK_TTL_SECONDS,
+        lease_seconds: float = CLAIM_LEASE_SECONDS,
+        inflight: Callable[[], Collection[str]] = tuple,
     ) -> None:
         self._api = api
         self._store = store
@@ -69,17 +76,21 @@ class Puller:
         self._clock = clock
         self._backoff_base = backoff_base
         self._lock_ttl = lock_ttl
+        self._lease = lease_seconds
+        self._inflight = inflight  # msgids handed on and not finished: their claims are renewed
         self._started_at = clock()
         self._executor = ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="kf-pull")
         self._cond = threading.Condition()
         self._running: set[str] = set()  # accounts with a job queued, running or waiting to retry
         self._next_token: dict[str, str] = {}
         self._first_seen: dict[str, float] = {}
-        self._recovered: set[str] = set()
         self._timers: dict[str, threading.Timer] = {}
         self._stopping = False
+        self._stop_event = threading.Event()
+        self._keeper: threading.Thread | None = None
         self.pulls_started = 0  # for metrics and tests
         self.schedules = 0  # schedule() calls, i.e. accepted callbacks
+        self.pull_requests = 0  # callbacks passed on to the instance holding the account's lock
 
     # --- scheduling -------------------------------------------------------------------------------
 
@@ -111,6 +122,7 @@ class Puller:
         """Stop taking callbacks, cancel retries, let running pulls end their page; True if drained."""
         with self._cond:
             self._stopping = True
+            self._stop_event.set()
             for kfid, timer in list(self._timers.items()):
                 timer.cancel()
                 self._running.discard(kfid)
@@ -118,20 +130,21 @@ class Puller:
             self._cond.notify_all()
         drained = self.wait_idle(timeout)
         self._executor.shutdown(wait=drained, cancel_futures=True)
+        if self._keeper is not None:
+            self._keeper.join(timeout)
         return drained
 
     # --- one job ----------------------------------------------------------------------------------
 
     def _job(self, open_kfid: str, token: str | None, attempt: int) -> None:
         try:
-            if not self._store.try_lock(open_kfid, self._owner, self._lock_ttl):
-                logger.info("%s is being pulled by another instance; retrying later", open_kfid)
+            if not self._lock_or_request(open_kfid, token):
                 self._retry_later(open_kfid, token, attempt + 1, LOCKED_RETRY_SECONDS)
                 return
             while True:
-                self._recover_once(open_kfid)
+                self.claim_and_dispatch(open_kfid)
                 self._pull(open_kfid, token)
-                token = self._take_token(open_kfid)
+                token = self._next_pull_token(open_kfid)
                 if token is None:
                     # Store I/O (unlock) happens outside _cond, so schedule() never waits for it; a
                     # callback that arrives meanwhile is picked up by _end_job.
@@ -139,18 +152,46 @@ class Puller:
                     token = self._end_job(open_kfid)
                     if token is None:
                         return
-                    if not self._store.try_lock(open_kfid, self._owner, self._lock_ttl):
+                    if not self._lock_or_request(open_kfid, token):
                         self._retry_later(open_kfid, token, 1, LOCKED_RETRY_SECONDS)
                         return
                 attempt = 0
         except Exception as exc:
             self._on_failure(open_kfid, token, attempt, exc)
 
-    def _take_token(self, open_kfid: str) -> str | None:
-        """The token of a callback that arrived during the pull (None also when stopping)."""
+    def _lock_or_request(self, open_kfid: str, token: str | None) -> bool:
+        """Take the account's lock; if another instance holds it, ask it to pull again for us.
+
+        With the lock, a waiting pull request is dropped: the pull about to start covers it.
+        """
+        if self._store.try_lock(open_kfid, self._owner, self._lock_ttl):
+            self._take_pull_request(open_kfid)
+            return True
+        logger.info("%s is being pulled by another instance; asking it to pull again", open_kfid)
+        if token is not None:
+            try:
+                self._store.request_pull(open_kfid, token)
+                self.pull_requests += 1
+            except Exception as exc:  # our own retry still covers the callback
+                logger.warning("requesting a pull of %s failed: %s", open_kfid, redact(exc))
+        return False
+
+    def _next_pull_token(self, open_kfid: str) -> str | None:
+        """The token for one more pull: a callback of ours during the pull, or another instance's
+        pull request (both are taken: one pull covers them). None when stopping or none arrived."""
         with self._cond:
-            token = self._next_token.pop(open_kfid, None)
-            return None if self._stopping else token
+            local = self._next_token.pop(open_kfid, None)
+            if self._stopping:
+                return None
+        remote = self._take_pull_request(open_kfid)
+        return local or remote
+
+    def _take_pull_request(self, open_kfid: str) -> str | None:
+        try:
+            return self._store.take_pull_request(open_kfid)
+        except Exception as exc:  # the request expires; the next callback pulls anyway
+            logger.warning("taking the pull request of %s failed: %s", open_kfid, redact(exc))
+            return None
 
     def _end_job(self, open_kfid: str) -> str | None:
         """End this account's job unless a callback arrived since ``_take_token``: then its token."""
@@ -212,15 +253,63 @@ class Puller:
 
     # --- pulling ----------------------------------------------------------------------------------
 
-    def _recover_once(self, open_kfid: str) -> None:
-        """Re-dispatch what a previous run accepted but did not finish, before anything new."""
-        if open_kfid in self._recovered:
-            return
-        items = self._store.pending(open_kfid)
+    def claim_and_dispatch(self, open_kfid: str) -> int:
+        """Claim the account's pending items nobody holds (left by a previous run, or by a dead
+        instance whose lease expired) and hand them on, oldest first; the number dispatched."""
+        items = self._store.claim_pending(open_kfid, self._owner, self._lease)
         if items:
-            logger.info("re-dispatching %d unfinished message(s) of %s", len(items), open_kfid)
+            logger.info("dispatching %d unfinished message(s) of %s", len(items), open_kfid)
             self._handle_items(items)
-        self._recovered.add(open_kfid)
+        return len(items)
+
+    def recover(self) -> int:
+        """Claim and dispatch unfinished items of every account (at start, and by the sweep)."""
+        count = 0
+        try:
+            accounts = self._store.pending_accounts()
+        except Exception as exc:
+            logger.warning("listing accounts with unfinished messages failed: %s", redact(exc))
+            return 0
+        for open_kfid in accounts:
+            if self._stop_event.is_set():
+                break
+            try:
+                count += self.claim_and_dispatch(open_kfid)
+            except Exception as exc:  # the next sweep or pull retries
+                logger.warning("claiming unfinished messages of %s failed: %s", open_kfid, redact(exc))
+        return count
+
+    def renew_inflight(self) -> int:
+        """Extend this instance's claims on the items being handled; the number of msgids renewed."""
+        msgids = sorted(self._inflight())
+        for start in range(0, len(msgids), RENEW_BATCH):
+            try:
+                self._store.renew_claims(self._owner, msgids[start : start + RENEW_BATCH], self._lease)
+            except Exception as exc:  # retried at the next tick, well before the lease ends
+                logger.warning("renewing %d claim(s) failed: %s", len(msgids), redact(exc))
+                return 0
+        return len(msgids)
+
+    def start_maintenance(self) -> None:
+        """Start the thread that renews claims (every lease/3) and sweeps for orphans (every lease/2)."""
+        with self._cond:
+            if self._keeper is not None or self._stopping:
+                return
+            self._keeper = threading.Thread(target=self._maintain, name="kf-claims", daemon=True)
+            self._keeper.start()
+
+    def _maintain(self) -> None:
+        renew_every, sweep_every = self._lease / 3, self._lease / 2
+        now = time.monotonic()
+        next_renew, next_sweep = now + renew_every, now + sweep_every
+        while not self._stop_event.wait(max(0.0, min(next_renew, next_sweep) - time.monotonic())):
+            now = time.monotonic()
+            if now >= next_renew:
+                self.renew_inflight()
+                next_renew = now + renew_every
+            if now >= next_sweep:
+                self.recover()
+                next_sweep = now + sweep_every
 
     def _pull(self, open_kfid: str, token: str | None) -> None:
         cursor = self._store.load_cursor(open_kfid)
@@ -240,7 +329,9 @@ class Puller:
             new, skipped = self._classify(open_kfid, items, first_start, is_last)
             next_cursor = page.next_cursor or cursor
             if new or skipped or next_cursor != cursor:
-                accepted = self._store.accept_page(open_kfid, next_cursor, new, skipped)
+                accepted = self._store.accept_page(
+                    open_kfid, next_cursor, new, skipped, owner=self._owner, lease_seconds=self._lease
+                )
                 if accepted:
                     self._handle_items(accepted)
             cursor = next_cursor

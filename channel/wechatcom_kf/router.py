@@ -105,7 +105,8 @@ class Router:
         self._inflight: set[str] = set()  # accepted msgids handed on and not finished yet
 
     def handle_items(self, items: Iterable[Item]) -> None:
-        """Route accepted items in order; items already in flight (crash recovery) are skipped."""
+        """Route accepted items in order; items already in flight (re-claimed after their lease lapsed)
+        are skipped."""
         for item in items:
             msgid = item.get("msgid")
             if not isinstance(msgid, str) or not msgid:
@@ -162,6 +163,11 @@ class Router:
         self._ledger.answered(key, ids)
         for msgid in ids:
             self.finish_item(msgid)
+
+    def inflight_ids(self) -> list[str]:
+        """The msgids handed on and not finished yet: the puller renews their claims."""
+        with self._lock:
+            return list(self._inflight)
 
     def inflight_count(self) -> int:
         with self._lock:

@@ -133,18 +133,28 @@ KF_SETTINGS: tuple[SettingSpec, ...] = (
         "调用企业微信 API 的超时秒数 / timeout in seconds of one WeCom API call",
     ),
     SettingSpec(
-        "wechatcom_kf_http_threads",
-        32,
-        int,
-        "WECHATCOM_KF_HTTP_THREADS",
-        "回调 HTTP 服务线程数 / worker threads of the callback HTTP server",
-    ),
-    SettingSpec(
         "wechatcom_kf_http_backlog",
         512,
         int,
         "WECHATCOM_KF_HTTP_BACKLOG",
         "回调 HTTP 服务连接队列长度 / accept queue length of the callback HTTP server",
+    ),
+    SettingSpec(
+        "wechatcom_kf_redis_url",
+        "",
+        str,
+        "WECHATCOM_KF_REDIS_URL",
+        "状态存储：空表示本机 JSON 文件（单实例）；redis:// 地址表示多个实例共享同一份状态 / state store: "
+        "empty = a local JSON file (one instance); a redis:// URL = state shared by several instances",
+        secret=True,  # a Redis URL can carry a password
+    ),
+    SettingSpec(
+        "wechatcom_kf_redis_prefix",
+        "wechatcom_kf:",
+        str,
+        "WECHATCOM_KF_REDIS_PREFIX",
+        "Redis 键前缀（多套部署共用一个 Redis 时区分）/ prefix of the Redis keys (tells deployments "
+        "sharing one Redis apart)",
     ),
 )
 
@@ -202,8 +212,9 @@ class KfSettings:
     wechatcom_kf_merge_window_seconds: float
     wechatcom_kf_api_base: str
     wechatcom_kf_request_timeout: float
-    wechatcom_kf_http_threads: int
     wechatcom_kf_http_backlog: int
+    wechatcom_kf_redis_url: str
+    wechatcom_kf_redis_prefix: str
 
     def missing_required(self) -> list[str]:
         required = ("wechatcom_corp_id", "wechatcom_kf_secret", "wechatcom_kf_token", "wechatcom_kf_aes_key")

@@ -17,6 +17,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from bridge.context import Context
 from bridge.reply import Reply, ReplyType
@@ -35,7 +36,7 @@ from .outbound.sender import ReplySender, SendOutcome
 from .puller import Puller
 from .router import KeyedExecutor, Router
 from .settings import KfSettings, load_kf_settings
-from .store import JsonFileStore, StateStore
+from .store import CLAIM_LEASE_SECONDS, JsonFileStore, StateStore
 from .takeover import Takeover
 from .wechatcom_kf_message import WechatComKfMessage
 
@@ -71,6 +72,8 @@ class WechatComKfChannel(ChatChannel):
 
     # Everything else is planned into KF messages (text, image, voice, video, file) or a text notice.
     NOT_SUPPORT_REPLYTYPE = [ReplyType.CARD, ReplyType.INVITE_ROOM, ReplyType.MINIAPP]  # noqa: RUF012
+    # How long a claim on an accepted message outlives this instance if it dies (tests shorten it).
+    claim_lease_seconds: float = CLAIM_LEASE_SECONDS
 
     def __init__(self) -> None:
         super().__init__()
@@ -113,7 +116,15 @@ class WechatComKfChannel(ChatChannel):
             on_turn=self._on_turn,
             merge_window_seconds=settings.wechatcom_kf_merge_window_seconds,
         )
-        self.puller = Puller(self.api, self.store, self.router.handle_items, settings, self.instance_id)
+        self.puller = Puller(
+            self.api,
+            self.store,
+            self.router.handle_items,
+            settings,
+            self.instance_id,
+            lease_seconds=self.claim_lease_seconds,
+            inflight=self.router.inflight_ids,
+        )
         self._kf_server: CallbackServer | None = None
         self._kf_server_created = threading.Event()
         self._kf_server_lock = threading.Lock()
@@ -121,11 +132,12 @@ class WechatComKfChannel(ChatChannel):
 
     def _make_store(self, settings: KfSettings) -> StateStore:
         """JSON file by default; Redis (shared by several instances) when a Redis URL is configured."""
-        redis_url = str(getattr(settings, "wechatcom_kf_redis_url", "") or "")
+        redis_url = settings.wechatcom_kf_redis_url
         if redis_url:
             from .store import RedisStore  # redis-py is needed only by deployments that use it
 
-            return RedisStore(redis_url)
+            register_secret(urlsplit(redis_url).password)
+            return RedisStore(redis_url, prefix=settings.wechatcom_kf_redis_prefix)
         return JsonFileStore(self.state_dir)
 
     # --- lifecycle --------------------------------------------------------------------------------
@@ -140,11 +152,16 @@ class WechatComKfChannel(ChatChannel):
                 self._kf_callback,
                 settings.wechatcom_kf_host,
                 settings.wechatcom_kf_port,
-                settings.wechatcom_kf_http_threads,
                 settings.wechatcom_kf_http_backlog,
             )
             self._kf_server_created.set()
         logger.info("wechatcom_kf channel starting (state dir %s)", self.state_dir)
+        # Unfinished messages of a previous run (or of a dead instance) are answered without waiting
+        # for a callback; the maintenance thread then renews claims and takes over expired ones.
+        recovered = self.puller.recover()
+        if recovered:
+            logger.info("%d unfinished message(s) dispatched at start", recovered)
+        self.puller.start_maintenance()
         self._kf_server.serve()
 
     def wait_ready(self, timeout: float) -> bool:

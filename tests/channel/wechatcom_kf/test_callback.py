@@ -117,7 +117,7 @@ def test_xml_with_entities_is_refused():
 
 @pytest.fixture
 def server(handler):
-    srv = CallbackServer(handler, "127.0.0.1", 0, threads=4, backlog=16)
+    srv = CallbackServer(handler, "127.0.0.1", 0, backlog=16)
     thread = threading.Thread(target=srv.serve, daemon=True)
     thread.start()
     assert srv.ready.wait(5)

@@ -254,3 +254,112 @@ def test_schedule_does_not_wait_for_store_io_and_a_callback_during_unlock_is_pul
     assert [token for _, token in api.calls] == ["t0", "t1"]
     assert h.handled == ["m1"]
     store.close()
+
+
+# --- claims, recovery and cross-instance pull requests ------------------------------------------------
+
+
+class Clock:
+    """The store's clock, moved by hand: leases expire exactly when a test says so."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_accepted_items_are_claimed_by_the_puller_until_the_lease_ends(tmp_path):
+    clock = Clock()
+    store = JsonFileStore(tmp_path / "state", clock=clock)
+    h = Harness(tmp_path, FakeApi([item(1), item(2)]), store=store, lease_seconds=30.0)
+    h.run()
+    assert h.handled == ["m1", "m2"]
+    assert store.claim_pending(KF, "other", 30) == []  # ours, and being handled
+    clock.now += 31
+    assert [i["msgid"] for i in store.claim_pending(KF, "other", 30)] == ["m1", "m2"]
+
+
+def test_renewing_keeps_only_the_items_in_flight_claimed(tmp_path):
+    clock = Clock()
+    store = JsonFileStore(tmp_path / "state", clock=clock)
+    inflight = {"m1"}
+    h = Harness(
+        tmp_path, FakeApi([item(1), item(2)]), store=store, lease_seconds=30.0, inflight=lambda: inflight
+    )
+    h.run()
+    clock.now += 20
+    assert h.puller.renew_inflight() == 1
+    clock.now += 20  # m2's lease ended; m1's was extended
+    assert [i["msgid"] for i in store.claim_pending(KF, "other", 30)] == ["m2"]
+
+
+def test_recover_dispatches_unclaimed_and_expired_items_but_not_live_claims(tmp_path):
+    clock = Clock()
+    store = JsonFileStore(tmp_path / "state", clock=clock)
+    store.accept_page(KF, "1", [item(1)], [])  # a previous run of this instance: unclaimed
+    store.accept_page(
+        "wkOTHER", "1", [{**item(2), "open_kfid": "wkOTHER"}], [], owner="dead", lease_seconds=5
+    )
+    store.accept_page(KF, "2", [item(3)], [], owner="alive", lease_seconds=60)
+    clock.now += 10  # the dead instance's lease is over, the live one's is not
+    h = Harness(tmp_path, FakeApi(), store=store)
+    assert h.puller.recover() == 2
+    assert sorted(h.handled) == ["m1", "m2"]
+    assert h.puller.recover() == 0  # now ours, under a live lease: never dispatched twice
+
+
+def test_the_maintenance_thread_takes_over_a_dead_instances_work(tmp_path):
+    store = JsonFileStore(tmp_path / "state")
+    store.accept_page(KF, "1", [item(1), item(2)], [], owner="dead", lease_seconds=0.2)
+    h = Harness(tmp_path, FakeApi(), store=store, lease_seconds=0.6)
+    h.puller.start_maintenance()
+    deadline = time.monotonic() + 10
+    while len(h.handled) < 2 and time.monotonic() < deadline:  # bounded poll: the sweep runs each 0.3 s
+        time.sleep(0.02)
+    assert h.handled == ["m1", "m2"]
+    assert h.puller.stop(5)
+    assert h.handled == ["m1", "m2"]  # swept once: the claim is ours now
+
+
+def test_a_locked_account_leaves_a_pull_request_for_the_lock_holder(tmp_path):
+    store = JsonFileStore(tmp_path / "state")
+    assert store.try_lock(KF, "other", 30)
+    api = FakeApi([item(1)])
+    h = Harness(tmp_path, api, store=store)
+    h.puller.schedule(KF, "tok")
+    deadline = time.monotonic() + 5
+    while h.puller.pull_requests == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert store.take_pull_request(KF) == "tok"  # what the other instance sees before unlocking
+    assert api.calls == []
+    store.unlock(KF, "other")
+    assert h.puller.wait_idle(10)
+    assert h.handled == ["m1"]
+
+
+def test_the_lock_holder_pulls_again_for_another_instances_request(tmp_path):
+    store = JsonFileStore(tmp_path / "state")
+    api = FakeApi([item(1)])
+    api.gate = threading.Event()
+    h = Harness(tmp_path, api, store=store)
+    h.puller.schedule(KF, "t0")
+    deadline = time.monotonic() + 5
+    while not api.calls and time.monotonic() < deadline:
+        time.sleep(0.01)
+    store.request_pull(KF, "remote")  # another instance's callback, during our pull
+    api.gate.set()
+    assert h.puller.wait_idle(10)
+    assert [token for _, token in api.calls] == ["t0", "remote"]
+    assert store.take_pull_request(KF) is None
+    assert h.handled == ["m1"]
+
+
+def test_a_request_waiting_when_the_lock_is_taken_is_covered_by_that_pull(tmp_path):
+    store = JsonFileStore(tmp_path / "state")
+    store.request_pull(KF, "stale")
+    api = FakeApi([item(1)])
+    h = Harness(tmp_path, api, store=store)
+    h.run("fresh")
+    assert [token for _, token in api.calls] == ["fresh"]
+    assert store.take_pull_request(KF) is None
