@@ -135,16 +135,8 @@ class Takeover:
         """False while a human owns the session; one service_state call only when flagged."""
         if not self.is_flagged(open_kfid, external_userid):
             return True
-        try:
-            state = int(self._api.get_service_state(open_kfid, external_userid).state)
-        except (KfError, ValueError, TypeError, AttributeError) as exc:
-            # Unsure who owns the session: talking over a human is the worse mistake.
-            logger.warning(
-                "service_state of %s/%s unknown (%s): staying silent",
-                open_kfid,
-                external_userid,
-                type(exc).__name__,
-            )
+        state = self._service_state(open_kfid, external_userid)
+        if state is None:
             return False
         if state in HUMAN_STATES:
             logger.info(
@@ -153,6 +145,20 @@ class Takeover:
             return False
         self.release(open_kfid, external_userid, f"service state {state}")
         return True
+
+    def _service_state(self, open_kfid: str, external_userid: str) -> int | None:
+        """WeCom's service_state of the session, or None (logged) when it cannot be read."""
+        try:
+            return int(self._api.get_service_state(open_kfid, external_userid).state)
+        except (KfError, ValueError, TypeError, AttributeError) as exc:
+            # Unsure who owns the session: the callers stay silent, talking over a human is worse.
+            logger.warning(
+                "service_state of %s/%s unknown (%s): staying silent",
+                open_kfid,
+                external_userid,
+                type(exc).__name__,
+            )
+            return None
 
     def claim_for_bot(self, open_kfid: str, external_userid: str) -> bool:
         """Move the session to state 1 once per session, before the bot's first reply (doc 94669).
@@ -181,15 +187,8 @@ class Takeover:
 
     def _after_refused_claim(self, open_kfid: str, external_userid: str) -> bool:
         """95016: the session is in a state the bot cannot take (2, 3 or 4): ask which."""
-        try:
-            state = int(self._api.get_service_state(open_kfid, external_userid).state)
-        except (KfError, ValueError, TypeError, AttributeError) as exc:
-            logger.warning(
-                "service_state of %s/%s unknown after a refused claim (%s): staying silent",
-                open_kfid,
-                external_userid,
-                type(exc).__name__,
-            )
+        state = self._service_state(open_kfid, external_userid)
+        if state is None:
             return False
         if state in HUMAN_STATES:
             self.mark_human(open_kfid, external_userid, f"service state {state}")
