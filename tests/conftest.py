@@ -2,8 +2,8 @@
 
 ``_no_secret_in_any_log`` collects every log record of the whole run (DEBUG included) and fails the
 run if the corp secret, callback token, AES key or any access_token that an emulator issued appears
-in it (invariant 8). ``redis_url`` starts one real redis-server for the run; tests isolate themselves
-with key prefixes.
+in it (invariant 8). ``emu`` is a started WeCom emulator per test. ``redis_url`` starts one real
+redis-server for the run; tests isolate themselves with key prefixes.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+
+from sandbox.emulator import WeComEmulator
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
@@ -40,8 +42,6 @@ class _CollectingHandler(logging.Handler):
 
 @pytest.fixture(scope="session", autouse=True)
 def _no_secret_in_any_log() -> Iterator[None]:
-    from sandbox.emulator import WeComEmulator
-
     handler = _CollectingHandler()
     root = logging.getLogger()
     previous_level = root.level
@@ -58,6 +58,16 @@ def _no_secret_in_any_log() -> Iterator[None]:
     assert not leaked, f"{len(leaked)} secret(s) appear in the logs, e.g. in: " + next(
         line[:200].replace(leaked[0], "<SECRET>") for line in handler.lines if leaked[0] in line
     )
+
+
+@pytest.fixture
+def emu() -> Iterator[WeComEmulator]:
+    """A started WeCom KF emulator on loopback, stopped after the test."""
+    emulator = WeComEmulator().start()
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
 
 
 def _free_port() -> int:

@@ -15,15 +15,6 @@ from tests.e2e.e2e_helpers import ChannelRunner
 
 
 @pytest.fixture
-def emu() -> Iterator[WeComEmulator]:
-    emulator = WeComEmulator().start()
-    try:
-        yield emulator
-    finally:
-        emulator.stop()
-
-
-@pytest.fixture
 def runner(emu: WeComEmulator, tmp_path: Path) -> Iterator[ChannelRunner]:
     r = ChannelRunner(emu, tmp_path)
     try:

@@ -32,13 +32,6 @@ from sandbox.emulator import WeComEmulator
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 
 
-@pytest.fixture
-def emu() -> Iterator[WeComEmulator]:
-    emulator = WeComEmulator().start()
-    yield emulator
-    emulator.stop()
-
-
 def make_api(emu: WeComEmulator, **kwargs: Any) -> KfApi:
     options: dict[str, Any] = {"timeout": 5.0, "backoff_base": 0.001, "backoff_cap": 0.01}
     options.update(kwargs)

@@ -21,15 +21,6 @@ from sandbox.emulator import WeComEmulator
 
 
 @pytest.fixture
-def emu() -> Iterator[WeComEmulator]:
-    emulator = WeComEmulator().start()
-    try:
-        yield emulator
-    finally:
-        emulator.stop()
-
-
-@pytest.fixture
 def api(emu: WeComEmulator) -> Iterator[KfApi]:
     client = KfApi(emu.corp_id, emu.secret, api_base=emu.api_base, timeout=5.0, max_attempts=2)
     try:

@@ -12,19 +12,11 @@ from channel.wechatcom_kf.outbound.media import MediaUpload
 from channel.wechatcom_kf.outbound.msgid import make_msgid
 from channel.wechatcom_kf.outbound.planner import OutboundPart, plan_reply, text_part
 from channel.wechatcom_kf.outbound.sender import ReplySender
-from sandbox.emulator import WeComEmulator
 
 
 def _up(part: OutboundPart) -> MediaUpload:
     assert part.upload is not None
     return part.upload
-
-
-@pytest.fixture
-def emu():
-    emulator = WeComEmulator().start()
-    yield emulator
-    emulator.stop()
 
 
 @pytest.fixture
