@@ -8,6 +8,7 @@ Every accepted inbound message is finished exactly once: customer messages in ``
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -31,7 +32,7 @@ from .errors import KfSessionStateInvalid, register_secret
 from .events import EventHandler, Recalls
 from .http_server import CallbackServer
 from .inbound.turns import Turn
-from .outbound.planner import plan_reply
+from .outbound.planner import OutboundPart, plan_reply, text_part
 from .outbound.sender import ReplySender, SendOutcome
 from .puller import Puller
 from .router import KeyedExecutor, Router
@@ -50,6 +51,10 @@ STOP_TIMEOUT_SECONDS = 10.0
 SEND_ROUNDS = 4  # a reply interrupted by a transient error (after the client's own retries) is resent
 SEND_RETRY_BASE_SECONDS = 2.0
 SEND_RETRY_CAP_SECONDS = 10.0
+# A multi-part reply's planned texts, kept until its turn is finished: a turn re-handled after a crash
+# resends them instead of asking the bot again (a new answer's parts would mix with the sent ones).
+PLAN_KEY_PREFIX = "plan:"
+PLAN_TTL_SECONDS = 48 * 3600.0
 
 
 def resolve_state_dir(cursor_dir: str) -> Path:
@@ -248,13 +253,22 @@ class WechatComKfChannel(ChatChannel):
         self.produce(context)
 
     def _handle(self, context: Context) -> None:
+        msgids = list(context.get("kf_msgids") or [])
+        msg = context.get("msg")
+        ours = bool(msgids) and isinstance(msg, WechatComKfMessage)
         try:
-            super()._handle(context)
+            saved = self._load_plan(context, str(msgids[-1])) if ours else None
+            if saved is None:
+                super()._handle(context)
+            else:
+                self._resume_plan(saved, context)
         finally:
-            msgids = list(context.get("kf_msgids") or [])
-            msg = context.get("msg")
-            if msgids and isinstance(msg, WechatComKfMessage):
+            if ours and isinstance(msg, WechatComKfMessage):
                 self.router.finish_turn((msg.open_kfid, msg.external_userid), msgids)
+                # After finishing: a crash in between leaves only a stale plan, never a new answer.
+                plan_key = context.get("kf_plan_key")
+                if plan_key:
+                    self._set_plan(str(plan_key), None)
 
     # --- outbound ---------------------------------------------------------------------------------
 
@@ -266,31 +280,98 @@ class WechatComKfChannel(ChatChannel):
             logger.exception("sending a %s reply failed", getattr(reply, "type", None))
 
     def _send_kf(self, reply: Reply, context: Context) -> None:
+        target = self._send_target(context)
+        if target is None:
+            return
+        key, msgids = target
+        parts = plan_reply(reply, self.ledger.allowance_for(key, msgids), self.kf_settings)
+        if parts:
+            self._deliver(context, key, msgids, parts)
+
+    def _send_target(self, context: Context) -> tuple[tuple[str, str], list[str]] | None:
+        """The customer and the turn's msgids when the bot may answer now; None to send nothing."""
         msg = context.get("msg")
         if not isinstance(msg, WechatComKfMessage):
             logger.warning("reply without its KF message cannot be sent")
-            return
+            return None
         open_kfid, user = msg.open_kfid, msg.external_userid
         msgids = [str(m) for m in (context.get("kf_msgids") or [msg.msg_id])]
         if self.recalls.any_recalled(msgids):
             logger.info("reply to %s/%s dropped: the customer recalled the message", open_kfid, user)
-            return
+            return None
         if not self.takeover.bot_may_answer(open_kfid, user):
-            return
+            return None
         # Here, not in the callback path: the claim is one API call, once per customer session.
         if not self.takeover.claim_for_bot(open_kfid, user):
-            return
-        key = (open_kfid, user)
-        parts = plan_reply(reply, self.ledger.allowance_for(key, msgids), self.kf_settings)
-        if not parts:
-            return
+            return None
+        return (open_kfid, user), msgids
+
+    def _deliver(
+        self, context: Context, key: tuple[str, str], msgids: list[str], parts: list[OutboundPart]
+    ) -> None:
         # A plugin may send more than once per context: later sends get their own msgid range.
         sends = int(context.get("kf_sends", 0))
         context["kf_sends"] = sends + 1
         base = msgids[-1] if sends == 0 else f"{msgids[-1]}/{sends}"
+        # Only the turn's first reply is resumable (a re-handled turn is looked up by msgids[-1]);
+        # a single part needs no plan: there is nothing it could be mixed with.
+        if sends == 0 and len(parts) > 1 and not context.get("kf_plan_key"):
+            self._save_plan(context, base, parts)
         outcome = self._send_parts(key, parts, base)
         if isinstance(outcome.stopped_by, KfSessionStateInvalid):
-            self.takeover.mark_human(open_kfid, user, "send refused with 95018")
+            self.takeover.mark_human(key[0], key[1], "send refused with 95018")
+
+    # --- reply plans (exactly once across a crash in the middle of a multi-part reply) -------------
+
+    def _save_plan(self, context: Context, base: str, parts: list[OutboundPart]) -> None:
+        # Media parts are not saved (their upload is not reproducible from a plan): such a reply is
+        # answered anew after a crash, as before.
+        if any(part.msgtype != "text" or part.upload is not None for part in parts):
+            logger.debug("reply plan with media parts not saved")
+            return
+        texts = [str(part.body.get("content", "")) for part in parts]
+        key = PLAN_KEY_PREFIX + base
+        if self._set_plan(key, json.dumps(texts, ensure_ascii=False)):
+            context["kf_plan_key"] = key
+
+    def _load_plan(self, context: Context, base: str) -> list[OutboundPart] | None:
+        """The saved text parts of the turn ending with ``base``, or None (none, or unreadable)."""
+        key = PLAN_KEY_PREFIX + base
+        try:
+            raw = self.store.get_flag(key)
+            if raw is None:
+                return None
+            texts = json.loads(raw)
+        except Exception as exc:
+            logger.warning("reading a reply plan failed (%s); the bot answers anew", type(exc).__name__)
+            return None
+        context["kf_plan_key"] = key  # dropped when the turn is finished, even if unusable
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+            logger.warning("malformed reply plan ignored; the bot answers anew")
+            return None
+        return [text_part(text) for text in texts]
+
+    def _resume_plan(self, parts: list[OutboundPart], context: Context) -> None:
+        """Send the saved parts of an interrupted reply; parts already sent are refused as duplicates."""
+        try:
+            target = self._send_target(context)
+            if target is None:
+                return
+            key, msgids = target
+            logger.info("resuming an interrupted %d-part reply to %s/%s", len(parts), key[0], key[1])
+            allowance = self.ledger.allowance_for(key, msgids)
+            if allowance > 0:
+                self._deliver(context, key, msgids, parts[:allowance])
+        except Exception:
+            logger.exception("resuming an interrupted reply failed")
+
+    def _set_plan(self, key: str, value: str | None) -> bool:
+        try:
+            self.store.set_flag(key, value, None if value is None else PLAN_TTL_SECONDS)
+        except Exception as exc:  # without a plan a crash may mix answers; sending is still better
+            logger.warning("updating a reply plan failed: %s", type(exc).__name__)
+            return False
+        return True
 
     def _send_parts(self, key: tuple[str, str], parts: list[Any], base: str) -> SendOutcome:
         """Send, and resend after a transient failure the API client gave up on (bounded rounds).

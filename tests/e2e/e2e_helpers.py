@@ -4,7 +4,13 @@ emulator, and ways to count answers."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -13,6 +19,8 @@ import config
 from bridge.bridge import Bridge
 from channel.wechatcom_kf.outbound.msgid import make_msgid
 from sandbox.emulator import WeComEmulator
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # Small windows and timeouts keep the suite fast; each test overrides what it exercises.
 FAST_SETTINGS: dict[str, Any] = {
@@ -94,3 +102,55 @@ def answers_per_message(emu: WeComEmulator, inbound_msgids: Iterable[str]) -> di
 def write_config(path: Path, values: dict[str, Any]) -> Path:
     path.write_text(json.dumps(values, ensure_ascii=False, indent=2), encoding="utf-8")
     return path
+
+
+def free_port() -> int:
+    """A free TCP port on loopback (for an app subprocess's callback server)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class AppProcess:
+    """``python app.py --config ...`` with its output in a log file under the test's temp dir."""
+
+    def __init__(self, config_path: Path, log_dir: Path, port: int) -> None:
+        self.config_path, self.log_dir, self.port = config_path, log_dir, port
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.logs: list[Path] = []
+
+    def start(self, emu) -> None:
+        log = self.log_dir / f"app-{len(self.logs)}.log"
+        self.logs.append(log)
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "app.py", "--config", str(self.config_path)],
+                cwd=REPO_ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={k: v for k, v in os.environ.items() if not k.startswith(("WECHATCOM_", "WECHAT_KF_"))},
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # bounded: wait for the callback server to answer
+            assert self.proc.poll() is None, log.read_text(errors="replace")[-2000:]
+            if emu.verify_url()[0] == 200:
+                return
+            time.sleep(0.1)
+        raise AssertionError("app did not start listening")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def terminate(self) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                return self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+                return -9
+        return int(self.proc.returncode)

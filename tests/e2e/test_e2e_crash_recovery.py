@@ -3,73 +3,15 @@ flight, restarted and poked with one callback; every message is answered exactly
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from sandbox.fake_openai import FakeOpenAIServer
-from tests.e2e.e2e_helpers import answers_per_message, write_config
+from tests.e2e.e2e_helpers import AppProcess, answers_per_message, free_port, write_config
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 CUSTOMERS, PER_CUSTOMER = 25, 4  # 100 messages a round
 KILL_AFTER_SENDS = (None, 5, 30, 60, 90)  # None: right after the round's first sync_msg
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class AppProcess:
-    """``python app.py --config ...`` with its output in a log file under the test's temp dir."""
-
-    def __init__(self, config_path: Path, log_dir: Path, port: int) -> None:
-        self.config_path, self.log_dir, self.port = config_path, log_dir, port
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.logs: list[Path] = []
-
-    def start(self, emu) -> None:
-        log = self.log_dir / f"app-{len(self.logs)}.log"
-        self.logs.append(log)
-        with open(log, "wb") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "app.py", "--config", str(self.config_path)],
-                cwd=REPO_ROOT,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env={k: v for k, v in os.environ.items() if not k.startswith(("WECHATCOM_", "WECHAT_KF_"))},
-            )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:  # bounded: wait for the callback server to answer
-            assert self.proc.poll() is None, log.read_text(errors="replace")[-2000:]
-            if emu.verify_url()[0] == 200:
-                return
-            time.sleep(0.1)
-        raise AssertionError("app did not start listening")
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def terminate(self) -> int:
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                return self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-                return -9
-        return int(self.proc.returncode)
 
 
 def _sync_calls(emu) -> int:
@@ -89,7 +31,7 @@ def llm():
 
 
 def test_sigkill_at_five_points_loses_and_duplicates_nothing(emu, tmp_path, llm):
-    port = _free_port()
+    port = free_port()
     emu.callback_url = f"http://127.0.0.1:{port}/wxkf/"
     config_path = write_config(
         tmp_path / "config.json",

@@ -1,0 +1,157 @@
+"""Invariant 3 for multi-part replies: a turn re-handled after a crash sends the parts of the answer it
+started, never parts of a new one; single-part replies save no plan."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from bridge.reply import Reply, ReplyType
+from channel.wechatcom_kf.outbound.msgid import make_msgid
+from sandbox.fake_openai import FakeOpenAIServer
+from tests.e2e.e2e_helpers import AppProcess, free_port, write_config
+
+PARAGRAPH_CHARS = 600  # ~1.8 KB of UTF-8 each: two paragraphs exceed a 2048-byte text part
+
+
+def long_answer(version: int) -> str:
+    """Three paragraphs, each naming the answer's ``version`` and its position: three text parts."""
+    return "\n\n".join(f"第{version}版答案第{k}段：" + "好" * PARAGRAPH_CHARS for k in (1, 2, 3))
+
+
+def parts_of(text: str) -> tuple[int, int]:
+    """(version, paragraph) named at the start of a received part."""
+    found = re.match(r"第(\d+)版答案第(\d)段：", text)
+    assert found, text[:40]
+    return int(found.group(1)), int(found.group(2))
+
+
+class CountingBot:
+    """Answers every query with ``answer`` and counts the calls."""
+
+    def __init__(self, answer: str) -> None:
+        self.answer = answer
+        self.calls = 0
+
+    def reply(self, query: str, context: Any = None) -> Reply:
+        self.calls += 1
+        return Reply(ReplyType.TEXT, self.answer)
+
+
+def spy_flags(channel: Any, emu: Any) -> list[tuple[str, bool, int]]:
+    """Record every ``set_flag`` of the channel's store as (key, cleared, sends so far)."""
+    calls: list[tuple[str, bool, int]] = []
+    real = channel.store.set_flag
+
+    def set_flag(key: str, value: str | None, ttl_seconds: float | None) -> None:
+        calls.append((key, value is None, len(emu.sends)))
+        real(key, value, ttl_seconds)
+
+    channel.store.set_flag = set_flag
+    return calls
+
+
+def test_single_part_reply_saves_no_plan(emu, runner):
+    channel = runner.start(bot=CountingBot("短答"))
+    flags = spy_flags(channel, emu)
+    user = emu.add_customer("客户")
+    msgid = emu.customer_text(emu.default_kfid, user, "你好")
+    assert [s.text for s in emu.wait_for_sends(1, timeout=10)] == ["短答"]
+    assert channel.wait_idle(10)
+    assert [key for key, _, _ in flags if key.startswith("plan:")] == []
+    assert channel.store.get_flag(f"plan:{msgid}") is None
+
+
+def test_multi_part_plan_saved_before_first_part_and_dropped_after(emu, runner):
+    channel = runner.start(bot=CountingBot(long_answer(1)))
+    flags = spy_flags(channel, emu)
+    user = emu.add_customer("客户")
+    msgid = emu.customer_text(emu.default_kfid, user, "详细说说")
+    sends = emu.wait_for_sends(3, timeout=10)
+    assert channel.wait_idle(10)
+    assert [parts_of(s.text) for s in sends] == [(1, 1), (1, 2), (1, 3)]
+    plan_calls = [(cleared, sent) for key, cleared, sent in flags if key == f"plan:{msgid}"]
+    assert plan_calls == [(False, 0), (True, 3)]  # saved before part 1, dropped after the last part
+    assert channel.store.get_flag(f"plan:{msgid}") is None
+
+
+def test_saved_plan_is_resent_without_asking_the_bot(emu, runner):
+    bot = CountingBot(long_answer(2))
+    channel = runner.start(bot=bot)
+    kf, user = emu.default_kfid, emu.add_customer("客户")
+    msgid = emu.customer_text(kf, user, "详细说说", notify=False)
+    saved = [long_answer(1).split("\n\n")[k] for k in range(3)]
+    # The state a crash leaves: the plan saved and its first part delivered.
+    channel.store.set_flag(f"plan:{msgid}", json.dumps(saved, ensure_ascii=False), 3600)
+    channel.api.send_msg(user, kf, "text", {"content": saved[0]}, make_msgid(msgid, 0))
+    assert emu.fire_callback(kf) == 200
+    sends = emu.wait_for_sends(3, timeout=10)
+    assert channel.wait_idle(10)
+    assert bot.calls == 0
+    assert [s.text for s in sends] == saved
+    assert [s.msgid for s in sends] == [make_msgid(msgid, i) for i in range(3)]
+    assert channel.store.get_flag(f"plan:{msgid}") is None
+
+
+@pytest.fixture
+def versioned_llm():
+    """A fake OpenAI server answering a different three-part answer on every call."""
+    counter, lock = itertools.count(1), threading.Lock()
+
+    def reply_fn(body: dict[str, Any]) -> str:
+        with lock:
+            return long_answer(next(counter))
+
+    server = FakeOpenAIServer(reply_fn=reply_fn)
+    base = server.start()
+    try:
+        yield base
+    finally:
+        server.stop()
+
+
+def test_sigkill_mid_reply_delivers_one_answer(emu, tmp_path, versioned_llm):
+    port = free_port()
+    emu.callback_url = f"http://127.0.0.1:{port}/wxkf/"
+    config_path = write_config(
+        tmp_path / "config.json",
+        {
+            **emu.channel_config(),
+            "wechatcom_kf_cursor_dir": str(tmp_path / "state"),
+            "wechatcom_kf_merge_window_seconds": 0.2,
+            "wechatcom_kf_request_timeout": 5.0,
+            "bot_type": "openai",
+            "open_ai_api_key": "sk-test-key-for-fake-server",
+            "open_ai_api_base": versioned_llm,
+            "shutdown_timeout_seconds": 5.0,
+        },
+    )
+    app = AppProcess(config_path, tmp_path, port)
+    kf, user = emu.default_kfid, emu.add_customer("客户")
+    # Each send waits in the emulator first: the kill lands while part 2 is on its way.
+    emu.faults.latency = {"kf/send_msg": 1.0}
+    app.start(emu)
+    try:
+        msgid = emu.customer_text(kf, user, "详细说说")
+        emu.wait_for_sends(1, timeout=30)
+        app.kill()
+        emu.faults.latency = {}
+        app.start(emu)
+        assert emu.fire_callback(kf) == 200
+        sends = emu.wait_for_sends(3, timeout=30)
+        time.sleep(1.5)  # a late part (of the killed run's in-flight send or a new answer) shows up here
+    finally:
+        code = app.terminate()
+    sends = [s for s in emu.sends if s.touser == user]
+    assert sorted(s.msgid for s in sends) == sorted(make_msgid(msgid, i) for i in range(3))
+    received = sorted(parts_of(s.text) for s in sends)
+    versions = {version for version, _ in received}
+    assert len(versions) == 1, f"parts of different answers: {received}"
+    assert [k for _, k in received] == [1, 2, 3]
+    assert code == 0
