@@ -13,8 +13,9 @@ from concurrent.futures import Executor
 from typing import Any, Protocol
 
 from .errors import KfError, describe_fail_type
+from .expiring import ExpiringKeys
 from .outbound.msgid import welcome_msgid
-from .takeover import ExpiringKeys, Takeover
+from .takeover import Takeover
 
 logger = logging.getLogger(__name__)
 

@@ -15,13 +15,12 @@ is remembered per customer for 48 h (bounded) and forgotten when the session end
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from .errors import KfError, redact
+from .expiring import ExpiringKeys
 
 logger = logging.getLogger(__name__)
 
@@ -45,48 +44,6 @@ class _StateApi(Protocol):
     def trans_service_state(
         self, open_kfid: str, external_userid: str, service_state: int, servicer_userid: str | None = None
     ) -> str | None: ...
-
-
-class ExpiringKeys:
-    """Thread-safe set of keys that expire ``ttl`` seconds after they were (re-)added; at most
-    ``max_keys`` (the oldest go first). Insertion order is expiry order, so pruning is O(1) amortized."""
-
-    def __init__(self, ttl: float, max_keys: int, clock: Callable[[], float] = time.monotonic) -> None:
-        self._ttl = ttl
-        self._max = max(1, max_keys)
-        self._clock = clock
-        self._keys: OrderedDict[Hashable, float] = OrderedDict()  # key -> expires at
-        self._lock = threading.Lock()
-
-    def add(self, key: Hashable) -> None:
-        now = self._clock()
-        with self._lock:
-            self._keys.pop(key, None)
-            self._keys[key] = now + self._ttl
-            self._prune(now)
-
-    def discard(self, key: Hashable) -> None:
-        with self._lock:
-            self._keys.pop(key, None)
-
-    def __contains__(self, key: Hashable) -> bool:
-        now = self._clock()
-        with self._lock:
-            self._prune(now)
-            return key in self._keys
-
-    def __len__(self) -> int:
-        with self._lock:
-            self._prune(self._clock())
-            return len(self._keys)
-
-    def _prune(self, now: float) -> None:
-        keys = self._keys
-        while keys:
-            oldest, expires_at = next(iter(keys.items()))
-            if expires_at > now and len(keys) <= self._max:
-                return
-            del keys[oldest]
 
 
 def flag_key(open_kfid: str, external_userid: str) -> str:

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 import pytest
 
 from channel.wechatcom_kf.errors import KfApiError, KfNetworkError
+from channel.wechatcom_kf.expiring import ExpiringKeys
 from channel.wechatcom_kf.store import JsonFileStore
-from channel.wechatcom_kf.takeover import ExpiringKeys, Takeover, flag_key
+from channel.wechatcom_kf.takeover import Takeover, flag_key
 
 KF, USER = "wkA", "wmB"
 
