@@ -154,3 +154,21 @@ class AppProcess:
                 self.proc.wait(10)
                 return -9
         return int(self.proc.returncode)
+
+
+def app_with_fake_llm(emu: WeComEmulator, tmp_path: Path, llm_base: str, **settings: Any) -> AppProcess:
+    """An ``app.py`` subprocess (not started) for ``emu``, its bot on the fake OpenAI server ``llm_base``."""
+    port = free_port()
+    emu.callback_url = f"http://127.0.0.1:{port}/wxkf/"
+    values: dict[str, Any] = {
+        **emu.channel_config(),
+        "wechatcom_kf_cursor_dir": str(tmp_path / "state"),
+        "wechatcom_kf_merge_window_seconds": 0.3,
+        "wechatcom_kf_request_timeout": 5.0,
+        "bot_type": "openai",
+        "open_ai_api_key": "sk-test-key-for-fake-server",
+        "open_ai_api_base": llm_base,
+        "shutdown_timeout_seconds": 5.0,
+        **settings,
+    }
+    return AppProcess(write_config(tmp_path / "config.json", values), tmp_path, port)

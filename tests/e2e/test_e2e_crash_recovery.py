@@ -8,7 +8,7 @@ import time
 import pytest
 
 from sandbox.fake_openai import FakeOpenAIServer
-from tests.e2e.e2e_helpers import AppProcess, answers_per_message, free_port, write_config
+from tests.e2e.e2e_helpers import answers_per_message, app_with_fake_llm
 
 CUSTOMERS, PER_CUSTOMER = 25, 4  # 100 messages a round
 KILL_AFTER_SENDS = (None, 5, 30, 60, 90)  # None: right after the round's first sync_msg
@@ -31,23 +31,8 @@ def llm():
 
 
 def test_sigkill_at_five_points_loses_and_duplicates_nothing(emu, tmp_path, llm):
-    port = free_port()
-    emu.callback_url = f"http://127.0.0.1:{port}/wxkf/"
-    config_path = write_config(
-        tmp_path / "config.json",
-        {
-            **emu.channel_config(),
-            "wechatcom_kf_cursor_dir": str(tmp_path / "state"),
-            "wechatcom_kf_merge_window_seconds": 0.3,
-            "wechatcom_kf_request_timeout": 5.0,
-            "bot_type": "openai",
-            "open_ai_api_key": "sk-test-key-for-fake-server",
-            "open_ai_api_base": llm,
-            "debug": True,  # the strictest setting for the secrets check below
-            "shutdown_timeout_seconds": 5.0,
-        },
-    )
-    app = AppProcess(config_path, tmp_path, port)
+    # debug: the strictest setting for the secrets check below
+    app = app_with_fake_llm(emu, tmp_path, llm, debug=True)
     kf = emu.default_kfid
     users = [emu.add_customer(f"客户{i}") for i in range(CUSTOMERS)]
     inbound: list[str] = []

@@ -15,7 +15,7 @@ import pytest
 from bridge.reply import Reply, ReplyType
 from channel.wechatcom_kf.outbound.msgid import make_msgid
 from sandbox.fake_openai import FakeOpenAIServer
-from tests.e2e.e2e_helpers import AppProcess, free_port, write_config
+from tests.e2e.e2e_helpers import app_with_fake_llm
 
 PARAGRAPH_CHARS = 600  # ~1.8 KB of UTF-8 each: two paragraphs exceed a 2048-byte text part
 
@@ -117,22 +117,7 @@ def versioned_llm():
 
 
 def test_sigkill_mid_reply_delivers_one_answer(emu, tmp_path, versioned_llm):
-    port = free_port()
-    emu.callback_url = f"http://127.0.0.1:{port}/wxkf/"
-    config_path = write_config(
-        tmp_path / "config.json",
-        {
-            **emu.channel_config(),
-            "wechatcom_kf_cursor_dir": str(tmp_path / "state"),
-            "wechatcom_kf_merge_window_seconds": 0.2,
-            "wechatcom_kf_request_timeout": 5.0,
-            "bot_type": "openai",
-            "open_ai_api_key": "sk-test-key-for-fake-server",
-            "open_ai_api_base": versioned_llm,
-            "shutdown_timeout_seconds": 5.0,
-        },
-    )
-    app = AppProcess(config_path, tmp_path, port)
+    app = app_with_fake_llm(emu, tmp_path, versioned_llm, wechatcom_kf_merge_window_seconds=0.2)
     kf, user = emu.default_kfid, emu.add_customer("客户")
     # Each send waits in the emulator first: the kill lands while part 2 is on its way.
     emu.faults.latency = {"kf/send_msg": 1.0}
