@@ -168,6 +168,10 @@ _SECRET_WORDS = ("secret", "key", "token", "password", "passwd")
 class Config(dict):
     """The effective configuration (a plain dict, as CoW plugins expect) plus CoW's user-data API."""
 
+    # load_config applied every declared setting's environment variable (below ``overrides``): the
+    # channel must not read the environment a second time (it does in hosts without this flag).
+    applies_environment = True
+
     def __init__(self, data: Mapping[str, Any] | None = None) -> None:
         super().__init__(data or {})
         self.user_datas: dict[str, dict[str, Any]] = {}

@@ -11,14 +11,10 @@ Set ``BENCH_PROFILE`` to a directory (or pass ``--profile DIR``) to run every ap
 from __future__ import annotations
 
 import http.client
-import json
 import logging
 import math
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,13 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.emulator import WeComEmulator
+from sandbox.harness import LOOPBACK, AppProcess, cpu_seconds, free_port, rss_mb
+
+__all__ = ["LOOPBACK", "AppProcess", "cpu_seconds", "free_port", "rss_mb"]
 
 logger = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-LOOPBACK = "127.0.0.1"
 PROFILE_ENV = "BENCH_PROFILE"
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 STOP_WAIT_SECONDS = 20.0
 
 # Settings every benchmarked app gets; scenarios add or override what they exercise.
@@ -106,13 +102,6 @@ class Options:
         )
 
 
-def free_port() -> int:
-    """A currently free loopback TCP port (the app binds it a moment later)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
-
-
 def percentile(values: Sequence[float], pct: float) -> float | None:
     """Nearest-rank percentile; None for no values."""
     if not values:
@@ -126,158 +115,34 @@ def rounded(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def cpu_seconds(pid: int) -> float:
-    """user + system CPU seconds of ``pid`` (all its threads) from /proc/<pid>/stat."""
-    text = Path(f"/proc/{pid}/stat").read_text()
-    # The command name may contain spaces and parentheses: split after the last ")".
-    fields = text[text.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-def rss_mb(pid: int) -> float:
-    """Resident set size of ``pid`` in MB (VmRSS of /proc/<pid>/status)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024.0
-    return 0.0
-
-
 def self_cpu_seconds() -> float:
     """CPU seconds of the bench process (emulator, fake bot and load generators)."""
     return cpu_seconds(os.getpid())
 
 
-def _clean_environ() -> dict[str, str]:
-    """The bench's environment minus variables the app would read as settings (config comes from the file)."""
-    import config
-
-    names: set[str] = set()
-    for spec in config.all_settings():
-        if spec.env:
-            names.add(spec.env)
-        names.update(alias.upper() for alias in spec.aliases)
-    env = {k: v for k, v in os.environ.items() if k not in names and k != PROFILE_ENV}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-class AppProcess:
-    """One ``python app.py --config <tmp>/config.json`` subprocess pointed at ``emu``."""
-
-    def __init__(
-        self,
-        emu: WeComEmulator,
-        overrides: dict[str, Any] | None = None,
-        *,
-        label: str = "app",
-        workdir: Path | None = None,
-        profile_dir: str | None = None,
-    ) -> None:
-        self.emu = emu
-        self.label = label
-        self._own_workdir = workdir is None
-        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="bench-"))
-        self.port = free_port()
-        self.state_dir = self.workdir / "state"
-        self.config_path = self.workdir / "config.json"
-        self.log_path = self.workdir / f"{label}.log"
-        self.profile_dir = profile_dir
-        self.overrides = dict(overrides or {})
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.started_at = 0.0  # time.monotonic() just before the process was created
-        self.started_wall = 0.0  # time.time() of the same moment
-
-    @property
-    def pid(self) -> int:
-        if self.proc is None:
-            raise RuntimeError("app not started")
-        return self.proc.pid
-
-    @property
-    def callback_url(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}/wxkf/"
-
-    def write_config(self) -> None:
-        values = {
-            **self.emu.channel_config(),
-            **BASE_CONFIG,
-            "wechatcom_kf_port": self.port,
-            "wechatcom_kf_cursor_dir": str(self.state_dir),
-            **self.overrides,
-        }
-        self.config_path.write_text(json.dumps(values, ensure_ascii=False, indent=2), encoding="utf-8")
-
-    def command(self) -> list[str]:
-        if self.profile_dir:
-            out = Path(self.profile_dir).resolve() / f"{self.label}.prof"
-            out.parent.mkdir(parents=True, exist_ok=True)
-            return [sys.executable, "-m", "bench.profile_app", str(out), "--config", str(self.config_path)]
-        return [sys.executable, "app.py", "--config", str(self.config_path)]
-
-    def start(self) -> AppProcess:
-        """Start the process (does not wait for the port; see ``wait_ready``)."""
-        self.write_config()
-        self.emu.callback_url = self.callback_url
-        with open(self.log_path, "ab") as log:
-            self.started_at, self.started_wall = time.monotonic(), time.time()
-            self.proc = subprocess.Popen(
-                self.command(),
-                cwd=REPO_ROOT,
-                env=_clean_environ(),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        logger.info("%s started (pid %s, port %s)", self.label, self.pid, self.port)
-        return self
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def wait_ready(self, timeout: float) -> float:
-        """Wait until the callback port accepts connections; seconds since start. Raises on exit/timeout."""
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if not self.alive():
-                raise RuntimeError(f"{self.label} exited early:\n{self.log_tail()}")
-            try:
-                with socket.create_connection((LOOPBACK, self.port), timeout=0.5):
-                    return time.monotonic() - self.started_at
-            except OSError:
-                time.sleep(0.01)
-        raise TimeoutError(f"{self.label} did not open port {self.port} within {timeout:.0f} s")
-
-    def cpu_seconds(self) -> float:
-        return cpu_seconds(self.pid)
-
-    def rss_mb(self) -> float:
-        return rss_mb(self.pid)
-
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def stop(self, timeout: float = STOP_WAIT_SECONDS) -> int | None:
-        """SIGTERM, wait, then SIGKILL; only this process, by its PID. Returns the exit code."""
-        proc = self.proc
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            try:
-                proc.send_signal(signal.SIGTERM)
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                logger.warning("%s did not stop within %.0f s; killing pid %s", self.label, timeout, proc.pid)
-                proc.kill()
-                proc.wait(5)
-        return proc.returncode
-
-    def cleanup(self) -> None:
-        self.stop()
-        if self._own_workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+def bench_app(
+    emu: WeComEmulator,
+    overrides: dict[str, Any] | None = None,
+    *,
+    label: str,
+    workdir: Path | None = None,
+    profile_dir: str | None = None,
+) -> AppProcess:
+    """An app (not started) with the bench's base settings, in ``workdir`` (a new temp dir by default);
+    under cProfile when ``profile_dir`` is set."""
+    command = None
+    if profile_dir:
+        out = Path(profile_dir).resolve() / f"{label}.prof"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "bench.profile_app", str(out)]
+    return AppProcess(
+        emu,
+        {**BASE_CONFIG, **(overrides or {})},
+        workdir or Path(tempfile.mkdtemp(prefix="bench-")),
+        label=label,
+        command=command,
+        drop_env=(PROFILE_ENV,),
+    )
 
 
 @contextmanager
@@ -292,13 +157,14 @@ def running_app(
     """An emulator (started here unless given) and a ready app; both stopped on exit."""
     own_emu = emu is None
     emulator = emu or WeComEmulator().start()
-    app = AppProcess(emulator, overrides, label=label, profile_dir=opts.profile_dir)
+    app = bench_app(emulator, overrides, label=label, profile_dir=opts.profile_dir)
     try:
         app.start()
         app.wait_ready(min(60.0, max(1.0, deadline.remaining())))
         yield emulator, app
     finally:
-        app.cleanup()
+        app.stop(STOP_WAIT_SECONDS)
+        shutil.rmtree(app.workdir, ignore_errors=True)
         if own_emu:
             emulator.stop()
 

@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from bench.harness import Deadline, Options, rounded
-from channel.wechatcom_kf.callback import CallbackHandler
+from channel.wechatcom_kf.edge.callback import CallbackHandler
 from sandbox.emulator import WeComEmulator
 
 NAME = "crypto"
@@ -42,7 +42,7 @@ def run(opts: Options, deadline: Deadline) -> dict[str, Any]:
     cpu = time.process_time() - cpu0
     return {
         "scenario": NAME,
-        "via": "channel.wechatcom_kf.callback.CallbackHandler.handle_post",
+        "via": "channel.wechatcom_kf.edge.callback.CallbackHandler.handle_post",
         "ops": ops,
         "failures": failures,
         "scheduled": scheduled[0],

@@ -7,10 +7,20 @@ message that arrived while the app was down.
 from __future__ import annotations
 
 import http.client
+import shutil
 import time
 from typing import Any
 
-from bench.harness import LOOPBACK, AppProcess, Deadline, Options, post_callback, rounded, send_count
+from bench.harness import (
+    LOOPBACK,
+    AppProcess,
+    Deadline,
+    Options,
+    bench_app,
+    post_callback,
+    rounded,
+    send_count,
+)
 from sandbox.emulator import WeComEmulator
 
 NAME = "restart"
@@ -64,19 +74,21 @@ def run(opts: Options, deadline: Deadline) -> dict[str, Any]:
     try:
         kf = emu.default_kfid
         user = emu.add_customer("重启")
-        cold = AppProcess(emu, DEFAULT_HISTORY, label=f"{NAME}-cold", profile_dir=opts.profile_dir)
+        cold = bench_app(emu, DEFAULT_HISTORY, label=f"{NAME}-cold", profile_dir=opts.profile_dir)
         emu.customer_text(kf, user, "第一条", notify=False)
         result["cold"] = _measure(emu, cold, deadline, 0)
         cold.stop()
         emu.customer_text(kf, user, "停机时的消息", notify=False)
-        warm = AppProcess(emu, DEFAULT_HISTORY, label=f"{NAME}-warm", workdir=cold.workdir)
-        warm.profile_dir = opts.profile_dir
+        warm = bench_app(
+            emu, DEFAULT_HISTORY, label=f"{NAME}-warm", workdir=cold.workdir, profile_dir=opts.profile_dir
+        )
         result["warm"] = _measure(emu, warm, deadline, send_count(emu))
     finally:
         if warm is not None:
             warm.stop()
         if cold is not None:
-            cold.cleanup()
+            cold.stop()
+            shutil.rmtree(cold.workdir, ignore_errors=True)
         emu.stop()
     result["timed_out"] = any(result.get(k, {"timed_out": True})["timed_out"] for k in ("cold", "warm"))
     return result

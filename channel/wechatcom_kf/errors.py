@@ -1,15 +1,13 @@
-"""The channel's exception hierarchy and the one errcode -> exception mapping.
+"""The channel's exception hierarchy and the one errcode (+ errmsg) -> exception mapping.
 
-Callers decide whether to retry from the exception type (``retryable``), never by parsing text.
-Texts that may reach a log go through :func:`redact` first: requests' exception messages carry the
-URL with ``access_token=`` and gettoken URLs carry ``corpsecret=``.
+Callers decide whether to retry from the exception type (``retryable``), never by parsing text: the
+only place that reads an errmsg is :func:`error_for`. Messages are redacted (``redaction.py``).
 Error codes: https://developer.work.weixin.qq.com/document/path/90313
 """
 
 from __future__ import annotations
 
-import re
-import threading
+from .redaction import redact
 
 __all__ = [
     "KfAccessTokenInvalid",
@@ -30,13 +28,14 @@ __all__ = [
     "describe_fail_type",
     "errcode_hint",
     "error_for",
-    "redact",
-    "register_secret",
+    "is_duplicate_msgid",
 ]
 
-# 40058 means "invalid parameter" in general; on a send that carried our own msgid it is what the
-# emulator (and, we assume, WeCom) answers for a reused msgid. The real code is UNCONFIRMED.
-DUPLICATE_MSGID_ERRCODE = 40058
+# WeCom's answer to a reused send msgid is UNCONFIRMED. 40058 ("invalid parameter") is what the
+# emulator answers, with the text "msgid exists"; a public report quotes "msg_id重复". 40058 is also
+# the answer to a too-long text or a malformed field, so the code alone proves nothing: a refusal is a
+# duplicate only when its text says so. Anything else is a failure, never a delivery.
+_DUPLICATE_TEXTS = ("msgid exists", "msg_id exists", "msgid重复", "msg_id重复", "duplicate msgid")
 
 
 class KfError(Exception):
@@ -117,7 +116,7 @@ class KfSessionEnded(KfSendForbidden):
 
 
 class KfDuplicateMsgId(KfError):
-    """A send carrying our msgid was refused as a duplicate: it was sent before."""
+    """A send carrying our msgid was refused because that msgid was used: it was sent before."""
 
 
 class KfMediaError(KfError):
@@ -153,9 +152,15 @@ _TYPE_BY_ERRCODE: dict[int, type[KfError]] = {
 }
 
 
+def is_duplicate_msgid(errmsg: str) -> bool:
+    """True when a send's refusal text says the msgid was already used."""
+    text = errmsg.lower().replace(" ", "")
+    return any(phrase.replace(" ", "") in text for phrase in _DUPLICATE_TEXTS)
+
+
 def error_for(errcode: int, errmsg: str, api: str, *, msgid_sent: bool = False) -> KfError:
-    """Map a WeCom errcode to its exception; ``msgid_sent`` marks a send that carried our msgid."""
-    if msgid_sent and errcode == DUPLICATE_MSGID_ERRCODE:
+    """Map a WeCom answer to its exception; ``msgid_sent`` marks a send that carried our msgid."""
+    if msgid_sent and errcode not in _TYPE_BY_ERRCODE and is_duplicate_msgid(errmsg):
         cls: type[KfError] = KfDuplicateMsgId
     else:
         cls = _TYPE_BY_ERRCODE.get(errcode, KfApiError)
@@ -164,39 +169,6 @@ def error_for(errcode: int, errmsg: str, api: str, *, msgid_sent: bool = False) 
     if hint:
         text = f"{text} ({hint})"
     return cls(text, errcode=errcode, api=api, errmsg=errmsg)
-
-
-# --- redaction ------------------------------------------------------------------------------------
-
-_PARAM_RE = re.compile(r"(?i)\b(access_token|corpsecret|secret)(=|%3D)[^&\s'\"<>]*")
-_JSON_RE = re.compile(r"(?i)([\"'](?:access_token|corpsecret|secret)[\"']\s*:\s*[\"'])[^\"']*")
-_MAX_SECRETS = 64
-_MIN_SECRET_LEN = 6  # shorter values would redact ordinary words
-_secrets: dict[str, None] = {}  # insertion-ordered; oldest dropped beyond _MAX_SECRETS
-_secrets_lock = threading.Lock()
-
-
-def register_secret(value: str | None) -> None:
-    """Make :func:`redact` remove ``value`` wherever it appears (bounded registry)."""
-    if not value or len(value) < _MIN_SECRET_LEN:
-        return
-    with _secrets_lock:
-        _secrets.pop(value, None)
-        _secrets[value] = None
-        while len(_secrets) > _MAX_SECRETS:
-            del _secrets[next(iter(_secrets))]
-
-
-def redact(text: object) -> str:
-    """Return ``text`` with access tokens, corp secrets and registered secrets replaced by ``***``."""
-    out = _PARAM_RE.sub(lambda m: f"{m.group(1)}{m.group(2)}***", str(text))
-    out = _JSON_RE.sub(lambda m: f"{m.group(1)}***", out)
-    with _secrets_lock:
-        known = list(_secrets)
-    for secret in known:
-        if secret in out:
-            out = out.replace(secret, "***")
-    return out
 
 
 # --- operator help ----------------------------------------------------------------------------------
@@ -230,7 +202,8 @@ _HINTS: dict[int, str] = {
     40014: "invalid access_token; it is re-fetched once per call",
     41001: "access_token missing from the URL",
     42001: "access_token expired; it is re-fetched once per call",
-    40058: "invalid parameter (or, on a send with our msgid, the msgid was already used)",
+    40058: "invalid parameter",
+    45002: "text over 2048 bytes",
     45009: "API frequency limit reached; backing off",
     45033: "too many concurrent calls; lower concurrency",
     95000: "invalid open_kfid",

@@ -1,4 +1,4 @@
-"""A bounded set of keys that expire: per-customer records that must not grow with traffic."""
+"""The channel's one bounded, expiring container: per-customer records must not grow with traffic."""
 
 from __future__ import annotations
 
@@ -6,45 +6,61 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
+
+V = TypeVar("V")
 
 
-class ExpiringKeys:
-    """Thread-safe set of keys that expire ``ttl`` seconds after they were (re-)added; at most
-    ``max_keys`` (the oldest go first). Insertion order is expiry order, so pruning is O(1) amortized."""
+class ExpiringMap(Generic[V]):
+    """Thread-safe map whose entries expire ``ttl`` seconds after they were last set; at most
+    ``max_keys`` (the least recently set go first). One TTL for all entries keeps insertion order equal
+    to expiry order, so pruning looks only at the front: O(1) amortized per call."""
 
     def __init__(self, ttl: float, max_keys: int, clock: Callable[[], float] = time.monotonic) -> None:
         self._ttl = ttl
         self._max = max(1, max_keys)
         self._clock = clock
-        self._keys: OrderedDict[Hashable, float] = OrderedDict()  # key -> expires at
+        self._entries: OrderedDict[Hashable, tuple[V, float]] = OrderedDict()  # key -> (value, expires at)
         self._lock = threading.Lock()
 
-    def add(self, key: Hashable) -> None:
+    def set(self, key: Hashable, value: V) -> None:
+        """Store ``value``; the entry expires ``ttl`` from now and becomes the most recent."""
         now = self._clock()
         with self._lock:
-            self._keys.pop(key, None)
-            self._keys[key] = now + self._ttl
+            self._entries.pop(key, None)
+            self._prune(now, room=1)
+            self._entries[key] = (value, now + self._ttl)
+
+    def get(self, key: Hashable) -> V | None:
+        now = self._clock()
+        with self._lock:
             self._prune(now)
+            entry = self._entries.get(key)
+            return None if entry is None else entry[0]
 
     def discard(self, key: Hashable) -> None:
         with self._lock:
-            self._keys.pop(key, None)
+            self._entries.pop(key, None)
 
     def __contains__(self, key: Hashable) -> bool:
-        now = self._clock()
-        with self._lock:
-            self._prune(now)
-            return key in self._keys
+        return self.get(key) is not None
 
     def __len__(self) -> int:
         with self._lock:
             self._prune(self._clock())
-            return len(self._keys)
+            return len(self._entries)
 
-    def _prune(self, now: float) -> None:
-        keys = self._keys
-        while keys:
-            oldest, expires_at = next(iter(keys.items()))
-            if expires_at > now and len(keys) <= self._max:
+    def _prune(self, now: float, room: int = 0) -> None:
+        entries = self._entries
+        while entries:
+            oldest, (_, expires_at) = next(iter(entries.items()))
+            if expires_at > now and len(entries) + room <= self._max:
                 return
-            del keys[oldest]
+            del entries[oldest]
+
+
+class ExpiringKeys(ExpiringMap[bool]):
+    """A set on :class:`ExpiringMap`: ``add(key)``, ``key in keys``."""
+
+    def add(self, key: Hashable) -> None:
+        self.set(key, True)

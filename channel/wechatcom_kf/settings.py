@@ -1,9 +1,11 @@
 """The channel's settings: declared once, read once at start.
 
-The channel must also run inside an upstream CoW host, whose ``config.py`` knows none of these keys
-and maps no environment variables for them, so the channel reads its own environment variables.
-Precedence: environment variable > config.json key > default. The spellings of upstream's later
-``wechat_kf`` channel are accepted as aliases; the ``wechatcom_kf`` names are primary.
+The environment is read in one place per host. This project's ``config.py`` declares these settings
+and applies their environment variables itself (its ``Config`` says so with ``applies_environment``);
+the channel then reads ``conf()`` only. An upstream CoW host knows none of these keys and maps no
+environment variables for them, so there the channel reads its own. Either way the precedence is
+environment variable > config.json key > default. The spellings of upstream's later ``wechat_kf``
+channel are accepted as aliases; the ``wechatcom_kf`` names are primary.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import json
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Protocol
 
 WECOM_API_BASE = "https://qyapi.weixin.qq.com/cgi-bin/"
 
@@ -149,6 +151,14 @@ KF_SETTINGS: tuple[SettingSpec, ...] = (
         secret=True,  # a Redis URL can carry a password
     ),
     SettingSpec(
+        "wechatcom_kf_redis_cluster",
+        False,
+        bool,
+        "WECHATCOM_KF_REDIS_CLUSTER",
+        "Redis 为集群模式（Redis Cluster，非代理）时设为 true / true when the Redis is a Redis Cluster "
+        "(cluster mode, not a proxy)",
+    ),
+    SettingSpec(
         "wechatcom_kf_redis_prefix",
         "wechatcom_kf:",
         str,
@@ -214,6 +224,7 @@ class KfSettings:
     wechatcom_kf_request_timeout: float
     wechatcom_kf_http_backlog: int
     wechatcom_kf_redis_url: str
+    wechatcom_kf_redis_cluster: bool
     wechatcom_kf_redis_prefix: str
 
     def missing_required(self) -> list[str]:
@@ -251,10 +262,16 @@ def _read_one(spec: SettingSpec, conf_get: Callable[[str, Any], Any], environ: M
     return spec.default
 
 
-def load_kf_settings(
-    conf_get: Callable[[str, Any], Any], environ: Mapping[str, str] | None = None
-) -> KfSettings:
-    """Read every channel setting once; raises ValueError naming the key on a malformed value."""
-    env = os.environ if environ is None else environ
-    values = {spec.name: _read_one(spec, conf_get, env) for spec in KF_SETTINGS}
+class _Config(Protocol):
+    def get(self, key: str, default: Any = None) -> Any: ...
+
+
+def load_kf_settings(config: _Config, environ: Mapping[str, str] | None = None) -> KfSettings:
+    """Read every channel setting once; raises ValueError naming the key on a malformed value.
+
+    ``environ`` None: ``os.environ``, unless the host's config already applied the environment.
+    """
+    if environ is None:
+        environ = {} if getattr(config, "applies_environment", False) else os.environ
+    values = {spec.name: _read_one(spec, config.get, environ) for spec in KF_SETTINGS}
     return KfSettings(**values)

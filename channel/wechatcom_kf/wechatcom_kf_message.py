@@ -1,4 +1,4 @@
-"""One customer message (``kf/sync_msg`` item, origin 3) as a CoW ``ChatMessage``.
+"""One customer message (a parsed ``kf/sync_msg`` item, origin 3) as a CoW ``ChatMessage``.
 
 Field reference: https://developer.work.weixin.qq.com/document/path/94670
 
@@ -23,6 +23,7 @@ from typing import Any
 from bridge.context import ContextType
 from channel.chat_message import ChatMessage
 
+from .inbound.items import CustomerMessage
 from .inbound.media import IMAGE_EXTS, MediaFetcher, download_and_save
 from .inbound.render import MEDIA_LABELS, field, render_body
 
@@ -43,13 +44,6 @@ def session_key(open_kfid: str, external_userid: str) -> str:
     return f"{open_kfid}:{external_userid}"
 
 
-def _required_str(item: dict[str, Any], name: str) -> str:
-    value = item.get(name)
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"sync_msg item without a valid {name!r}")
-    return value
-
-
 def media_failure_text(kind: str) -> str:
     """What the bot sees when a customer's media could not be fetched or stored."""
     label = MEDIA_LABELS.get(kind, "文件")
@@ -57,34 +51,24 @@ def media_failure_text(kind: str) -> str:
 
 
 class WechatComKfMessage(ChatMessage):
-    """A customer message of a KF account.
+    """A customer message of a KF account; ``item`` is also CoW's raw message."""
 
-    Raises ValueError for items that are not a customer message (not a dict, an event, or missing
-    msgid / msgtype / open_kfid / external_userid) — the caller logs and skips them.
-    """
-
-    def __init__(self, item: Any, media_fetcher: MediaFetcher | None, media_dir: Path) -> None:
-        if not isinstance(item, dict):
-            raise ValueError("sync_msg item is not an object")
+    def __init__(self, item: CustomerMessage, media_fetcher: MediaFetcher | None, media_dir: Path) -> None:
         super().__init__(item)
-        self.msg_id = _required_str(item, "msgid")
-        self.msgtype = _required_str(item, "msgtype")
-        if self.msgtype == "event":
-            raise ValueError("sync_msg item is an event, not a customer message")
-        self.open_kfid = _required_str(item, "open_kfid")
-        self.external_userid = _required_str(item, "external_userid")
-        self.raw: dict[str, Any] = item
-        self.origin = item.get("origin")
-        send_time = item.get("send_time")
-        valid_time = isinstance(send_time, int) and not isinstance(send_time, bool) and send_time > 0
-        self.create_time = send_time if valid_time else int(time.time())
+        self.item = item
+        self.msg_id = item.msgid
+        self.msgtype = item.msgtype
+        self.open_kfid = item.open_kfid
+        self.external_userid = item.external_userid
+        self.origin = 3
+        send_time = item.send_time
+        self.create_time = send_time if send_time is not None and send_time > 0 else int(time.time())
         self.from_user_id = self.external_userid
         self.to_user_id = self.open_kfid
         self.other_user_id = session_key(self.open_kfid, self.external_userid)
         self.actual_user_id = self.external_userid
         self.is_group = False
-        body = item.get(self.msgtype)
-        self.body: dict[str, Any] = body if isinstance(body, dict) else {}
+        self.body: dict[str, Any] = item.body
         self.menu_id: str | None = field(self.body, "menu_id", 128) or None
         self.display_name = ""  # sanitized original filename of a file, once downloaded
         self.media_path: Path | None = None

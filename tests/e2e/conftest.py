@@ -11,6 +11,7 @@ import pytest
 
 from bridge.bridge import Bridge
 from sandbox.emulator import WeComEmulator
+from sandbox.fake_openai import FakeOpenAIServer
 from tests.e2e.e2e_helpers import ChannelRunner
 
 
@@ -22,3 +23,14 @@ def runner(emu: WeComEmulator, tmp_path: Path) -> Iterator[ChannelRunner]:
     finally:
         r.stop_all()
         Bridge().reset()
+
+
+@pytest.fixture
+def fake_llm() -> Iterator[FakeOpenAIServer]:
+    """A fake OpenAI-compatible server (50 ms per call) for ``app.py`` subprocesses; counts its calls."""
+    server = FakeOpenAIServer(latency=0.05)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

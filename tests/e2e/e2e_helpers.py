@@ -1,16 +1,9 @@
 """Helpers of the end-to-end tests: a runner that starts the channel in this process against the
-emulator, and ways to count answers."""
+emulator, ``app.py`` subprocesses (``sandbox.harness``, shared with the benchmarks), and oracles."""
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -18,9 +11,9 @@ from typing import Any
 import config
 from bridge.bridge import Bridge
 from channel.wechatcom_kf.outbound.msgid import make_msgid
+from channel.wechatcom_kf.store import JsonFileStore
 from sandbox.emulator import WeComEmulator
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from sandbox.harness import AppProcess
 
 # Small windows and timeouts keep the suite fast; each test overrides what it exercises.
 FAST_SETTINGS: dict[str, Any] = {
@@ -99,70 +92,9 @@ def answers_per_message(emu: WeComEmulator, inbound_msgids: Iterable[str]) -> di
     return counts
 
 
-def write_config(path: Path, values: dict[str, Any]) -> Path:
-    path.write_text(json.dumps(values, ensure_ascii=False, indent=2), encoding="utf-8")
-    return path
-
-
-def free_port() -> int:
-    """A free TCP port on loopback (for an app subprocess's callback server)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class AppProcess:
-    """``python app.py --config ...`` with its output in a log file under the test's temp dir."""
-
-    def __init__(self, config_path: Path, log_dir: Path, port: int) -> None:
-        self.config_path, self.log_dir, self.port = config_path, log_dir, port
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.logs: list[Path] = []
-
-    def start(self, emu) -> None:
-        log = self.log_dir / f"app-{len(self.logs)}.log"
-        self.logs.append(log)
-        with open(log, "wb") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "app.py", "--config", str(self.config_path)],
-                cwd=REPO_ROOT,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env={k: v for k, v in os.environ.items() if not k.startswith(("WECHATCOM_", "WECHAT_KF_"))},
-            )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:  # bounded: wait for the callback server to answer
-            assert self.proc.poll() is None, log.read_text(errors="replace")[-2000:]
-            if emu.verify_url()[0] == 200:
-                return
-            time.sleep(0.1)
-        raise AssertionError("app did not start listening")
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def terminate(self) -> int:
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                return self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-                return -9
-        return int(self.proc.returncode)
-
-
 def app_with_fake_llm(emu: WeComEmulator, tmp_path: Path, llm_base: str, **settings: Any) -> AppProcess:
     """An ``app.py`` subprocess (not started) for ``emu``, its bot on the fake OpenAI server ``llm_base``."""
-    port = free_port()
-    emu.callback_url = f"http://127.0.0.1:{port}/wxkf/"
     values: dict[str, Any] = {
-        **emu.channel_config(),
-        "wechatcom_kf_cursor_dir": str(tmp_path / "state"),
         "wechatcom_kf_merge_window_seconds": 0.3,
         "wechatcom_kf_request_timeout": 5.0,
         "bot_type": "openai",
@@ -171,4 +103,24 @@ def app_with_fake_llm(emu: WeComEmulator, tmp_path: Path, llm_base: str, **setti
         "shutdown_timeout_seconds": 5.0,
         **settings,
     }
-    return AppProcess(write_config(tmp_path / "config.json", values), tmp_path, port)
+    return AppProcess(emu, values, tmp_path)
+
+
+def start_app(app: AppProcess) -> None:
+    """Start (or restart) ``app`` and wait until it answers a URL verification."""
+    app.start()
+    app.wait_ready(30, verified=True)
+
+
+def pending_left(state_dir: Path) -> dict[str, list[str]]:
+    """Msgids still pending in a stopped app's JSON state, per account (should be empty at the end)."""
+    store = JsonFileStore(state_dir)
+    try:
+        return {kfid: [i["msgid"] for i in store.pending(kfid)] for kfid in store.pending_accounts()}
+    finally:
+        store.close()
+
+
+def refused_resends(emu: WeComEmulator) -> int:
+    """Sends the emulator refused because their msgid was used (a part resent after a crash)."""
+    return sum(1 for r in emu.rejections if r.api.endswith("send_msg") and "exist" in r.errmsg)

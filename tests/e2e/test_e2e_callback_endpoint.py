@@ -33,7 +33,7 @@ def test_forged_signature_is_forbidden_and_schedules_nothing(emu, runner):
     assert b"Traceback" not in answer
     resp = requests.get(_url(channel), params={**forged, "echostr": "abc"}, timeout=5)
     assert resp.status_code == 403
-    assert channel.puller.schedules == 0
+    assert channel.kf.puller.schedules == 0
 
 
 def test_malformed_bodies_are_bad_requests(emu, runner):
@@ -49,7 +49,7 @@ def test_malformed_bodies_are_bad_requests(emu, runner):
     # Entity declarations are refused before any parsing.
     bomb = b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]><xml><Encrypt>&a;</Encrypt></xml>'
     assert emu.post_callback_raw(bomb, params)[0] == 400
-    assert channel.puller.schedules == 0
+    assert channel.kf.puller.schedules == 0
 
 
 def test_undecryptable_payload_with_a_valid_signature_is_a_bad_request(emu, runner):
@@ -72,14 +72,14 @@ def test_oversized_body_is_refused(emu, runner):
     params, _ = emu.encrypt_callback(emu.default_kfid)
     status, _ = emu.post_callback_raw(b"<xml>" + b"a" * (70 * 1024) + b"</xml>", params)
     assert status == 413
-    assert channel.puller.schedules == 0
+    assert channel.kf.puller.schedules == 0
 
 
 def test_a_valid_callback_is_acknowledged_and_pulls(emu, runner):
     channel = runner.start()
     assert emu.fire_callback(emu.default_kfid) == 200
     assert channel.wait_idle(10)
-    assert channel.puller.pulls_started == 1
+    assert channel.kf.puller.pulls_started == 1
 
 
 def test_non_kf_event_is_acknowledged_and_ignored(emu, runner):
@@ -93,5 +93,5 @@ def test_non_kf_event_is_acknowledged_and_ignored(emu, runner):
     assert status == 200
     assert answer == b"success"
     # The handler schedules synchronously before answering: nothing was scheduled.
-    assert channel.puller.schedules == 0
+    assert channel.kf.puller.schedules == 0
     assert emu.sends == []

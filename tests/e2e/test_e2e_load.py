@@ -54,10 +54,10 @@ def test_the_same_callback_three_times_concurrently_gives_exactly_one_reply_each
     assert answers_per_message(emu, msgids) == dict.fromkeys(msgids, 1)
     assert len(emu.sends) == 20
     # Three callbacks during or before one pull coalesce: never more than one extra pull.
-    assert 1 <= channel.puller.pulls_started <= 2
+    assert 1 <= channel.kf.puller.pulls_started <= 2
     print(
         f"\nFIGURES test3: messages=20 callbacks=3 replies={len(emu.sends)} "
-        f"pulls={channel.puller.pulls_started}"
+        f"pulls={channel.kf.puller.pulls_started}"
     )
 
 

@@ -87,7 +87,7 @@ def test_hundred_customers_over_two_instances_are_answered_once(emu, runner, red
     assert {m: bot.calls[m] for m in inbound} == dict.fromkeys(inbound, 1)
     assert bot.total() == 100
     # Both instances received callbacks; what one could not pull itself it handed to the lock holder.
-    assert first.puller.schedules > 0 and second.puller.schedules > 0
+    assert first.kf.puller.schedules > 0 and second.kf.puller.schedules > 0
 
 
 def test_a_live_instances_slow_turns_are_not_taken_over(emu, runner, redis_url):
@@ -109,7 +109,7 @@ def test_a_live_instances_slow_turns_are_not_taken_over(emu, runner, redis_url):
     assert first.wait_idle(30) and second.wait_idle(30)
     assert answers_per_message(emu, inbound) == dict.fromkeys(inbound, 1)
     assert {m: bot.calls[m] for m in inbound} == dict.fromkeys(inbound, 1)
-    assert second.router.inflight_count() == 0
+    assert second.kf.inflight.count() == 0
 
 
 def test_a_dead_instances_accepted_messages_are_taken_over_after_its_lease(emu, runner, redis_url):
@@ -136,7 +136,7 @@ def test_a_dead_instances_accepted_messages_are_taken_over_after_its_lease(emu, 
     assert survivor.wait_idle(30)
     assert answers_per_message(emu, inbound) == dict.fromkeys(inbound, 1)
     assert {m: bot.calls[m] for m in inbound} == dict.fromkeys(inbound, 1)
-    assert survivor.puller.pulls_started == 0
+    assert survivor.kf.puller.pulls_started == 1  # the one pull of every known account at start
 
 
 def test_a_restarted_instance_answers_unfinished_messages_without_a_callback(emu, runner, redis_url):
@@ -158,7 +158,7 @@ def test_a_restarted_instance_answers_unfinished_messages_without_a_callback(emu
     assert channel.wait_idle(20)
     assert answers_per_message(emu, [msgid]) == {msgid: 1}
     assert bot.calls[msgid] == 1
-    assert channel.puller.pulls_started == 0
+    assert channel.kf.puller.pulls_started == 1  # the one pull of every known account at start
 
 
 def test_several_messages_per_customer_over_two_instances_are_answered_once(emu, runner, redis_url):

@@ -143,7 +143,7 @@ def test_a_session_a_human_took_through_the_api_is_not_claimed_nor_answered(emu,
     assert _send_attempts(emu, user) == 0
     assert [r.errcode for r in emu.rejections if r.api.endswith("service_state/trans")] == [95016]
     assert len(_api_calls(emu, "kf/service_state/get", user)) == 1
-    assert channel.takeover.is_flagged(kf, user)
+    assert channel.kf.takeover.is_flagged(kf, user)
 
 
 def test_95018_stops_the_reply_without_retries(emu, runner):
@@ -161,7 +161,7 @@ def test_95018_stops_the_reply_without_retries(emu, runner):
     assert [s.text for s in emu.sends_to(user)] == ["你说：第一个问题"]
     assert _send_attempts(emu, user) == 2
     assert [r.errcode for r in emu.rejections if r.api.endswith("send_msg")] == [95018]
-    assert channel.takeover.is_flagged(kf, user)
+    assert channel.kf.takeover.is_flagged(kf, user)
     # The next message finds the flag, asks the session state (3) and stays silent: no attempt.
     emu.customer_text(kf, user, "还有一个问题", wait=True)
     assert channel.wait_idle(15)

@@ -1,7 +1,9 @@
 """Typed calls of the WeCom Customer Service (微信客服) API.
 
 Thread-safe: many threads may call one :class:`KfApi` at once. Every error is a
-:class:`~channel.wechatcom_kf.errors.KfError` subclass chosen by ``error_for``.
+:class:`~channel.wechatcom_kf.errors.KfError` subclass chosen by ``error_for``. ``sync_msg``,
+``send_msg`` and ``upload_media`` are tried once (the pull job and the delivery retry them); the
+other calls retry briefly inline (``retry.QUICK``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from urllib.parse import unquote
 import requests
 
 from ..errors import KfApiError, KfMediaError, error_for
+from ..retry import ONCE, QUICK, RetryPolicy
 from ..settings import WECOM_API_BASE
 from .transport import Transport, http_error, to_kf_error
 
@@ -48,7 +51,7 @@ class DownloadedMedia:
 
 
 class KfApi:
-    """KF API client on wechatpy's token cache; retries bounded by ``max_attempts``."""
+    """KF API client on wechatpy's token cache; ``quick`` is the inline retry policy of its calls."""
 
     def __init__(
         self,
@@ -57,22 +60,13 @@ class KfApi:
         *,
         api_base: str = WECOM_API_BASE,
         timeout: float = 10.0,
-        max_attempts: int = 5,
-        backoff_base: float = 0.2,
-        backoff_cap: float = 5.0,
+        quick: RetryPolicy = QUICK,
         session: requests.Session | None = None,
         pool_size: int = 64,
     ) -> None:
+        self._quick = quick
         self._t = Transport(
-            corp_id,
-            secret,
-            api_base=api_base,
-            timeout=timeout,
-            max_attempts=max_attempts,
-            backoff_base=backoff_base,
-            backoff_cap=backoff_cap,
-            session=session,
-            pool_size=pool_size,
+            corp_id, secret, api_base=api_base, timeout=timeout, session=session, pool_size=pool_size
         )
 
     @property
@@ -85,11 +79,18 @@ class KfApi:
         self._t.close()
 
     def _post(
-        self, path: str, body: dict[str, Any], *, idempotent: bool = True, msgid_sent: bool = False
+        self,
+        path: str,
+        body: dict[str, Any],
+        *,
+        once: bool = False,
+        idempotent: bool = True,
+        msgid_sent: bool = False,
     ) -> dict[str, Any]:
         return self._t.call(
             path,
             lambda token: self._t.json_request("POST", path, token, body=body, msgid_sent=msgid_sent),
+            policy=ONCE if once else self._quick,
             idempotent=idempotent,
         )
 
@@ -104,7 +105,7 @@ class KfApi:
             body["cursor"] = cursor
         if token:
             body["token"] = token
-        result = self._post("kf/sync_msg", body)
+        result = self._post("kf/sync_msg", body, once=True)
         return SyncPage(
             next_cursor=str(result.get("next_cursor") or ""),
             has_more=bool(result.get("has_more")),
@@ -116,7 +117,7 @@ class KfApi:
     ) -> str:
         """Send a message: https://developer.work.weixin.qq.com/document/path/94677
 
-        With ``msgid`` a resend is safe: a reused msgid raises KfDuplicateMsgId (= sent before).
+        Tried once: the delivery retries. A reused ``msgid`` raises KfDuplicateMsgId (= sent before).
         """
         payload: dict[str, Any] = {
             "touser": touser,
@@ -126,7 +127,7 @@ class KfApi:
         }
         if msgid:
             payload["msgid"] = msgid
-        result = self._post("kf/send_msg", payload, idempotent=bool(msgid), msgid_sent=bool(msgid))
+        result = self._post("kf/send_msg", payload, once=True, msgid_sent=bool(msgid))
         return str(result.get("msgid") or msgid or "")
 
     def send_msg_on_event(
@@ -134,8 +135,8 @@ class KfApi:
     ) -> str:
         """Welcome / closing message for an event code: https://developer.work.weixin.qq.com/document/path/95122
 
-        The code is single-use, and the emulator answers a used or expired code with the same 40058 as a
-        reused msgid; with ``msgid`` both raise KfDuplicateMsgId (either way: do not send again).
+        The code is single-use: a used or expired code is refused (40058 at the emulator), and a reused
+        ``msgid`` raises KfDuplicateMsgId; neither is worth sending again.
         """
         payload: dict[str, Any] = {"code": code, "msgtype": msgtype, msgtype: body}
         if msgid:
@@ -193,7 +194,7 @@ class KfApi:
             files = {"media": (filename, data, content_type)}
             return self._t.json_request("POST", "media/upload", token, params={"type": kind}, files=files)
 
-        result = self._t.call("media/upload", send)
+        result = self._t.call("media/upload", send, policy=ONCE)
         media_id = result.get("media_id")
         if not isinstance(media_id, str) or not media_id:
             raise KfApiError("media/upload: answer has no media_id", api="media/upload")
@@ -203,7 +204,9 @@ class KfApi:
         """Download received media, streamed, at most ``max_bytes``:
         https://developer.work.weixin.qq.com/document/path/90254
         """
-        return self._t.call("media/get", lambda token: self._download(token, media_id, max_bytes))
+        return self._t.call(
+            "media/get", lambda token: self._download(token, media_id, max_bytes), policy=self._quick
+        )
 
     def _download(self, token: str, media_id: str, max_bytes: int) -> DownloadedMedia:
         api = "media/get"

@@ -1,8 +1,10 @@
-"""HTTP transport of the KF client: token cache on wechatpy, bounded retries, errcode mapping.
+"""HTTP transport of the KF client: token cache on wechatpy, errcode mapping, the call's retry policy.
 
 wechatpy 1.8.18's own retry on 40001/40014/42001 recurses without a cap, so the client is built with
 ``auto_retry=False`` and the token is refreshed here, at most once per call. Its ``gettoken`` URL is
 hard-coded, so ``fetch_access_token`` is overridden to use the configured base (the emulator).
+Retryable failures are retried by the :class:`~..retry.RetryPolicy` the caller passes (``ONCE`` for
+calls whose caller retries itself, see ``retry.py``).
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -30,9 +31,9 @@ from ..errors import (
     KfNetworkError,
     KfRateLimited,
     error_for,
-    redact,
-    register_secret,
 )
+from ..redaction import redact, register_secret
+from ..retry import RetryPolicy
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -157,9 +158,6 @@ class Transport:
         *,
         api_base: str,
         timeout: float,
-        max_attempts: int,
-        backoff_base: float,
-        backoff_cap: float,
         session: requests.Session | None,
         pool_size: int,
     ) -> None:
@@ -168,9 +166,6 @@ class Transport:
             api_base += "/"
         self.api_base = api_base
         self.timeout = timeout
-        self.max_attempts = max(1, max_attempts)
-        self.backoff_base = backoff_base
-        self.backoff_cap = backoff_cap
         self._own_session = session is None
         self.session = session if session is not None else make_session(pool_size, api_base)
         self.client = TokenClient(corp_id, secret, api_base=api_base, timeout=timeout, http=self.session)
@@ -184,7 +179,10 @@ class Transport:
             try:
                 return str(self.client.access_token)
             except (requests.RequestException, WeChatClientException) as exc:
-                raise to_kf_error(exc, "gettoken") from None
+                err = to_kf_error(exc, "gettoken")
+        if isinstance(err, KfNetworkError):
+            err.ambiguous = False  # the call itself was not sent: repeating it is always safe
+        raise err
 
     def invalidate(self, stale: str) -> None:
         """Forget ``stale`` unless another thread already replaced it."""
@@ -196,32 +194,35 @@ class Transport:
 
     # --- calls ------------------------------------------------------------------------------------------
 
-    def call(self, api: str, send: Callable[[str], T], *, idempotent: bool = True) -> T:
-        """Run ``send(access_token)``: token refreshed at most once, retryable errors retried."""
-        refreshed = False
-        failures = 0
-        while True:
-            token: str | None = None
-            try:
-                token = self.token()
-                return send(token)
-            except KfAccessTokenInvalid as err:
-                if refreshed or token is None:
-                    self._log_failure(api, err)
-                    raise
-                refreshed = True
-                logger.info("%s: access_token rejected (errcode %s); fetching a new one", api, err.errcode)
-                self.invalidate(token)
-            except KfError as err:
-                failures += 1
-                # A failed gettoken never reached the call itself, so it is always safe to repeat.
-                if not self._should_retry(err, failures, idempotent or token is None):
-                    self._log_failure(api, err)
-                    raise
-                delay = self._backoff(failures)
-                logger.info("%s; retry %d in %.2f s", err, failures, delay)
-                if self._closed.wait(delay):
-                    raise
+    def call(self, api: str, send: Callable[[str], T], *, policy: RetryPolicy, idempotent: bool = True) -> T:
+        """Run ``send(access_token)``; retryable failures are retried as ``policy`` allows."""
+
+        def retryable(err: Exception) -> bool:
+            if not isinstance(err, KfError) or not err.retryable or self._closed.is_set():
+                return False
+            # A call that must not run twice is not resent after the request may have reached WeCom.
+            return idempotent or not (isinstance(err, KfNetworkError) and err.ambiguous)
+
+        def log_retry(err: Exception, failures: int, delay: float) -> None:
+            logger.info("%s; retry %d in %.2f s", err, failures, delay)
+
+        try:
+            return policy.call(
+                lambda: self._with_token(api, send), retry_if=retryable, stop=self._closed, on_retry=log_retry
+            )
+        except KfError as err:
+            self._log_failure(api, err)
+            raise
+
+    def _with_token(self, api: str, send: Callable[[str], T]) -> T:
+        """One attempt; a rejected access_token is replaced and the request repeated, once."""
+        token = self.token()
+        try:
+            return send(token)
+        except KfAccessTokenInvalid as err:
+            logger.info("%s: access_token rejected (errcode %s); fetching a new one", api, err.errcode)
+            self.invalidate(token)
+        return send(self.token())
 
     def json_request(
         self,
@@ -260,19 +261,11 @@ class Transport:
         if self._own_session:
             self.session.close()
 
-    def _should_retry(self, err: KfError, failures: int, idempotent: bool) -> bool:
-        if not err.retryable or failures >= self.max_attempts or self._closed.is_set():
-            return False
-        # A call that must not run twice is not resent after the request may have reached WeCom.
-        return idempotent or not (isinstance(err, KfNetworkError) and err.ambiguous)
-
-    def _backoff(self, failures: int) -> float:
-        ceiling = min(self.backoff_cap, self.backoff_base * (2 ** (failures - 1)))
-        return ceiling / 2 + random.uniform(0, ceiling / 2)
-
     @staticmethod
     def _log_failure(api: str, err: KfError) -> None:
         if isinstance(err, KfDuplicateMsgId):
             logger.info("%s: msgid already used, the message was sent before", api)
+        elif err.retryable:
+            logger.info("WeCom call failed (errcode=%s): %s", err.errcode, err)  # the caller retries
         else:
             logger.warning("WeCom call failed (errcode=%s): %s", err.errcode, err)

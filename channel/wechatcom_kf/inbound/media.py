@@ -8,16 +8,16 @@ Limits of received media: https://developer.work.weixin.qq.com/document/path/946
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import os
 import re
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+
+from .. import files
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,6 @@ _MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"ID3", ".mp3"),
 )
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
-_TMP_PREFIX = ".part-"
 
 
 class MediaFetcher(Protocol):
@@ -141,22 +140,11 @@ def ensure_media_dir(media_dir: Path) -> Path:
 
 
 def write_private_file(directory: Path, name: str, data: bytes) -> Path:
-    """Write ``data`` to ``directory/name`` atomically (temp + fsync + replace), mode 0600."""
+    """Write ``data`` to ``directory/name`` atomically, mode 0600; never outside ``directory``."""
     target = (directory / name).resolve()
     if target.parent != directory.resolve():
         raise MediaSaveError("refusing a media path outside the media directory")
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=_TMP_PREFIX)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    files.write_atomic(target, data)
     return target
 
 

@@ -3,21 +3,19 @@
 Customers often send a screenshot, then type "这是什么问题？". Answering each separately wastes the
 5-message budget and gives a worse answer, so an attachment (image, file, video, location, link, ...)
 waits up to ``window_seconds`` for the same customer's text or voice and is answered together with
-it, or alone when nothing comes. One scheduler thread with a heap and a Condition runs the windows.
+it, or alone when nothing comes.
 
-``emit`` is called with the assembler's lock held (that is what keeps each customer's turns in
-order), so it must be quick and must not wait for another thread that calls into the assembler:
-hand the turn to a queue. Media is not downloaded here: the consumer calls ``Turn.prepare()`` in a
-worker thread, then ``Turn.to_context_args()``.
+Everything here runs on the customer's keyed worker (``workers.py``): messages of one customer are
+taken one at a time, in order, and the window is a delayed job on the same key, so no lock orders a
+customer's turns and no thread waits for a window. Media is not downloaded here: ``Turn.prepare()``
+does it, on the same worker, before the turn goes to the bot.
 """
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +23,7 @@ from typing import Any
 from bridge.context import ContextType
 
 from ..wechatcom_kf_message import WechatComKfMessage
+from ..workers import KeyedWorkers, Ticket
 
 logger = logging.getLogger(__name__)
 
@@ -86,94 +85,60 @@ class Turn:
 class _Held:
     messages: list[WechatComKfMessage]
     generation: int
+    window: Ticket | None = None
 
 
 class TurnAssembler:
-    """Hold attachments per customer up to ``window_seconds`` and emit ``Turn``s in order."""
+    """Hold attachments per customer up to ``window_seconds``; ``on_turn`` gets each turn, in order,
+    on the customer's worker."""
 
     def __init__(
         self,
+        workers: KeyedWorkers,
         window_seconds: float,
-        emit: Callable[[Turn], None],
+        on_turn: Callable[[Turn], None],
         max_held: int = MAX_HELD_ATTACHMENTS,
     ) -> None:
+        self._workers = workers
         self._window = max(0.0, float(window_seconds))
-        self._emit = emit
+        self._on_turn = on_turn
         self._max_held = max(1, max_held)
-        self._cond = threading.Condition(threading.RLock())
+        self._lock = threading.Lock()  # the dict is shared by keys; each key's entry by its jobs only
         self._held: dict[TurnKey, _Held] = {}
-        self._heap: list[tuple[float, int, TurnKey]] = []
         self._seq = itertools.count()
-        self._closed = False
-        self._thread: threading.Thread | None = None
 
-    def submit(self, message: WechatComKfMessage) -> None:
-        """Take one customer message; emits now or after the window (see module docstring)."""
+    def submit(self, message: WechatComKfMessage) -> bool:
+        """Queue a customer message on its worker (blocks while the workers are full); False when
+        stopping (the message stays pending in the store)."""
         key: TurnKey = (message.open_kfid, message.external_userid)
-        with self._cond:
-            held = self._held.pop(key, None)
-            messages = [*held.messages, message] if held else [message]
-            if not message.is_attachment or self._window <= 0 or self._closed:
-                self._deliver(Turn(key, messages))
-                return
-            if len(messages) >= self._max_held:
-                self._deliver(Turn(key, messages))
-                return
-            generation = next(self._seq)
-            self._held[key] = _Held(messages, generation)
-            heapq.heappush(self._heap, (time.monotonic() + self._window, generation, key))
-            self._ensure_thread()
-            self._cond.notify()
+        return self._workers.submit(key, lambda: self._take(key, message)) is not None
 
     def held_count(self) -> int:
         """How many messages are waiting for their window (for metrics and tests)."""
-        with self._cond:
+        with self._lock:
             return sum(len(h.messages) for h in self._held.values())
 
-    def flush_all(self) -> int:
-        """Emit every held attachment now (shutdown); returns the number of turns emitted."""
-        with self._cond:
-            keys = list(self._held)
-            for key in keys:
-                self._deliver(Turn(key, self._held.pop(key).messages))
-            self._heap.clear()
-            return len(keys)
+    def _take(self, key: TurnKey, message: WechatComKfMessage) -> None:
+        with self._lock:
+            held = self._held.pop(key, None)
+        if held is not None and held.window is not None:
+            self._workers.cancel(held.window)  # this message ends (or restarts) the wait
+        messages = [*held.messages, message] if held else [message]
+        if message.is_attachment and self._window > 0 and len(messages) < self._max_held:
+            generation = next(self._seq)
+            entry = _Held(messages, generation)
+            with self._lock:
+                self._held[key] = entry
+            entry.window = self._workers.submit(
+                key, lambda: self._expire(key, generation), delay=self._window
+            )
+            return
+        self._on_turn(Turn(key, messages))
 
-    def close(self, timeout: float = 5.0) -> None:
-        """Flush held messages and stop the scheduler thread; later submits are emitted at once."""
-        with self._cond:
-            self._closed = True
-            self.flush_all()
-            self._cond.notify_all()
-            thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
-
-    def _ensure_thread(self) -> None:
-        if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._run, name="kf-turn-assembler", daemon=True)
-            self._thread.start()
-
-    def _deliver(self, turn: Turn) -> None:
-        try:
-            self._emit(turn)
-        except Exception:
-            # The messages stay pending in the store and are re-dispatched after a restart.
-            logger.exception("emitting a turn of %d message(s) failed", len(turn.messages))
-
-    def _run(self) -> None:
-        with self._cond:
-            while not self._closed:
-                if not self._heap:
-                    self._cond.wait()
-                    continue
-                deadline, generation, key = self._heap[0]
-                delay = deadline - time.monotonic()
-                if delay > 0:
-                    self._cond.wait(delay)
-                    continue
-                heapq.heappop(self._heap)
-                held = self._held.get(key)
-                if held is not None and held.generation == generation:
-                    del self._held[key]
-                    self._deliver(Turn(key, held.messages))
+    def _expire(self, key: TurnKey, generation: int) -> None:
+        with self._lock:
+            held = self._held.get(key)
+            if held is None or held.generation != generation:
+                return  # a question came and took the attachments along
+            del self._held[key]
+        self._on_turn(Turn(key, held.messages))

@@ -4,16 +4,16 @@ from .markdown import markdown_to_plain
 from .media import MediaUpload
 from .msgid import make_msgid, welcome_msgid
 from .planner import OutboundLimits, OutboundPart, plan_reply
-from .sender import ReplySender, SendOutcome
+from .sender import Accepted, PartSender
 from .text import TRUNCATION_MARKER, split_text
 
 __all__ = [
     "TRUNCATION_MARKER",
+    "Accepted",
     "MediaUpload",
     "OutboundLimits",
     "OutboundPart",
-    "ReplySender",
-    "SendOutcome",
+    "PartSender",
     "make_msgid",
     "markdown_to_plain",
     "plan_reply",

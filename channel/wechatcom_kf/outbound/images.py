@@ -31,7 +31,7 @@ def _open(data: bytes) -> Image.Image:
             img = Image.open(io.BytesIO(data))
             img.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise MediaProblem(NOTICE_TOO_LARGE, f"decompression bomb refused: {exc}") from None
+        raise MediaProblem(NOTICE_TOO_LARGE, f"decompression bomb refused: {exc}", too_big=True) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
         raise MediaProblem(NOTICE_FAILED, f"undecodable image: {type(exc).__name__}") from None
     return img
@@ -95,7 +95,7 @@ def _fit_jpeg(img: Image.Image, max_bytes: int) -> bytes:
             scale *= factor
             size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
             current = img.resize(size, Image.Resampling.LANCZOS)
-    raise MediaProblem(NOTICE_TOO_LARGE, f"could not fit the image into {max_bytes} bytes")
+    raise MediaProblem(NOTICE_TOO_LARGE, f"could not fit the image into {max_bytes} bytes", too_big=True)
 
 
 def prepare_image(data: bytes, *, max_bytes: int = IMAGE_MAX_BYTES) -> MediaUpload:

@@ -28,12 +28,14 @@ class MediaUpload:
 
 
 class MediaProblem(Exception):
-    """A media item cannot be sent; ``notice`` is the short Chinese text the customer gets instead."""
+    """A media item cannot be sent; ``notice`` is the short Chinese text the customer gets instead,
+    ``reason`` what the log says, ``too_big`` whether it failed for its size."""
 
-    def __init__(self, notice: str, reason: str) -> None:
+    def __init__(self, notice: str, reason: str, *, too_big: bool = False) -> None:
         super().__init__(reason)
         self.notice = notice
         self.reason = reason
+        self.too_big = too_big
 
 
 def url_host(url: str) -> str:
@@ -47,7 +49,7 @@ def url_host(url: str) -> str:
 def download(url: str, *, max_bytes: int, timeout: float, notice: str) -> bytes:
     """GET ``url`` with a timeout, streaming, stopping as soon as more than ``max_bytes`` arrive.
 
-    Raises MediaProblem(notice) on any failure; ``too_big`` in the reason when over the cap.
+    Raises MediaProblem(notice) on any failure (``too_big`` when over the cap).
     """
     if urlsplit(url).scheme not in ("http", "https"):
         raise MediaProblem(notice, "not an http(s) URL")
@@ -58,13 +60,13 @@ def download(url: str, *, max_bytes: int, timeout: float, notice: str) -> bytes:
                 raise MediaProblem(notice, f"HTTP {resp.status_code} from {url_host(url)}")
             declared = resp.headers.get("Content-Length", "")
             if declared.isdigit() and int(declared) > max_bytes:
-                raise MediaProblem(notice, f"too_big: declared {declared} bytes > {max_bytes}")
+                raise MediaProblem(notice, f"declared {declared} bytes > {max_bytes}", too_big=True)
             chunks: list[bytes] = []
             size = 0
             for chunk in resp.iter_content(_CHUNK):
                 size += len(chunk)
                 if size > max_bytes:
-                    raise MediaProblem(notice, f"too_big: more than {max_bytes} bytes")
+                    raise MediaProblem(notice, f"more than {max_bytes} bytes", too_big=True)
                 if time.monotonic() > deadline:
                     raise MediaProblem(notice, f"download from {url_host(url)} too slow")
                 chunks.append(chunk)
@@ -79,7 +81,7 @@ def read_path(path: str, *, max_bytes: int, notice: str, too_big_notice: str) ->
     try:
         size = os.path.getsize(path)
         if size > max_bytes:
-            raise MediaProblem(too_big_notice, f"too_big: file of {size} bytes > {max_bytes}")
+            raise MediaProblem(too_big_notice, f"file of {size} bytes > {max_bytes}", too_big=True)
         with open(path, "rb") as fh:
             return fh.read(max_bytes + 1)
     except OSError as exc:
@@ -99,5 +101,5 @@ def read_stream(stream: Any, *, max_bytes: int, notice: str, too_big_notice: str
     if not isinstance(data, bytes | bytearray):
         raise MediaProblem(notice, f"stream returned {type(data).__name__}, not bytes")
     if len(data) > max_bytes:
-        raise MediaProblem(too_big_notice, f"too_big: stream over {max_bytes} bytes")
+        raise MediaProblem(too_big_notice, f"stream over {max_bytes} bytes", too_big=True)
     return bytes(data)

@@ -79,7 +79,7 @@ def _image_source(content: Any, plan: _Plan, from_url: bool) -> bytes:
         return download(str(content), max_bytes=cap, timeout=plan.http_timeout, notice=NOTICE_IMAGE_DOWNLOAD)
     if isinstance(content, bytes | bytearray):
         if len(content) > cap:
-            raise MediaProblem(images.NOTICE_TOO_LARGE, f"too_big: {len(content)} bytes > {cap}")
+            raise MediaProblem(images.NOTICE_TOO_LARGE, f"{len(content)} bytes > {cap}", too_big=True)
         return bytes(content)
     if isinstance(content, str | os.PathLike):
         return read_path(
@@ -146,7 +146,7 @@ def _video_parts(content: Any, plan: _Plan, from_url: bool) -> list[OutboundPart
         return [OutboundPart("video", {}, video_files.prepare_video(data, filename=filename, max_bytes=cap))]
     except MediaProblem as problem:
         if url:  # the customer can still watch it in the browser
-            if "too_big" in problem.reason:
+            if problem.too_big:
                 problem.notice = f"视频太大，无法直接发送，请点击链接观看：{url}"
             else:
                 problem.notice = f"{problem.notice}。链接：{url}"
@@ -187,21 +187,18 @@ def _dispatch(reply: Reply, plan: _Plan) -> list[OutboundPart]:
 def plan_reply(
     reply: Reply,
     budget: int,
-    settings: Any = None,
     *,
-    http_timeout: float | None = None,
+    http_timeout: float = 10.0,
     max_download_bytes: int = 64 * MB,
     limits: OutboundLimits | None = None,
 ) -> list[OutboundPart]:
     """The parts (at most ``budget``) that answer with ``reply``; never raises.
 
-    ``settings`` (KfSettings) supplies the HTTP timeout when ``http_timeout`` is not given.
+    ``http_timeout`` bounds each download of a URL the reply points at.
     """
     if budget < 1:
         logger.warning("no send budget left: reply of type %s not sent", reply.type)
         return []
-    if http_timeout is None:
-        http_timeout = float(getattr(settings, "wechatcom_kf_request_timeout", 10.0))
     plan = _Plan(budget, http_timeout, max_download_bytes, limits or OutboundLimits())
     try:
         parts = _dispatch(reply, plan)

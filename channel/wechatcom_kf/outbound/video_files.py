@@ -29,7 +29,7 @@ def prepare_video(
 ) -> MediaUpload:
     """A video upload; raises MediaProblem when not MP4 or over ``max_bytes``."""
     if len(data) > max_bytes:
-        raise MediaProblem(NOTICE_VIDEO_TOO_LARGE, f"too_big: video of {len(data)} bytes > {max_bytes}")
+        raise MediaProblem(NOTICE_VIDEO_TOO_LARGE, f"video of {len(data)} bytes > {max_bytes}", too_big=True)
     if not is_mp4(data):
         raise MediaProblem(NOTICE_VIDEO_FORMAT, "video is not an MP4 (no ftyp box)")
     stem = os.path.splitext(os.path.basename(filename))[0] or "video"
@@ -39,7 +39,7 @@ def prepare_video(
 def prepare_file(path: str, data: bytes, *, max_bytes: int = FILE_MAX_BYTES) -> MediaUpload:
     """A file upload named after the path's basename."""
     if len(data) > max_bytes:
-        raise MediaProblem(NOTICE_FILE_TOO_LARGE, f"too_big: file of {len(data)} bytes > {max_bytes}")
+        raise MediaProblem(NOTICE_FILE_TOO_LARGE, f"file of {len(data)} bytes > {max_bytes}", too_big=True)
     if not data:
         raise MediaProblem(NOTICE_FILE_FAILED, "empty file")
     filename = os.path.basename(path.rstrip("/\\")) or "file"

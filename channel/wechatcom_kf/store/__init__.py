@@ -4,8 +4,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .base import CLAIM_LEASE_SECONDS, DONE_TTL_SECONDS, PULL_REQUEST_TTL_SECONDS, StateStore, StoreError
+from .base import (
+    CLAIM_LEASE_SECONDS,
+    DONE_TTL_SECONDS,
+    PULL_REQUEST_TTL_SECONDS,
+    AccountLocks,
+    Inbox,
+    KeyValues,
+    StateStore,
+    StoreError,
+    StoreUnavailable,
+)
 from .json_store import JsonFileStore
+from .resilient import ResilientStore
 
 if TYPE_CHECKING:
     from .redis_store import RedisStore
@@ -14,10 +25,15 @@ __all__ = [
     "CLAIM_LEASE_SECONDS",
     "DONE_TTL_SECONDS",
     "PULL_REQUEST_TTL_SECONDS",
+    "AccountLocks",
+    "Inbox",
     "JsonFileStore",
+    "KeyValues",
     "RedisStore",
+    "ResilientStore",
     "StateStore",
     "StoreError",
+    "StoreUnavailable",
 ]
 
 

@@ -1,7 +1,14 @@
-"""The state store interface: cursor, message states, per-account locks, claims on pending items and
-cross-instance pull requests.
+"""The state the channel keeps, behind three small interfaces.
 
-One contract test suite (tests/channel/wechatcom_kf/store/) runs against every backend.
+- ``Inbox``: per account, the sync cursor and the accepted messages until each is finished, with
+  claims (owner + lease) so that several instances never handle one message twice;
+- ``AccountLocks``: one puller per account across instances, and pull requests between them;
+- ``KeyValues``: small values with an expiry (takeover flags, reply plans).
+
+``StateStore`` is all three plus ``flush``/``close``. Backends: ``JsonFileStore`` (one instance) and
+``RedisStore`` (several); one contract suite per interface runs against both
+(tests/channel/wechatcom_kf/store/). Items are the raw ``sync_msg`` dicts: parsing them is the
+inbound side's job (``inbound/items.py``).
 """
 
 from __future__ import annotations
@@ -13,75 +20,69 @@ DONE_TTL_SECONDS = 3 * 86400  # sync_msg's window: a msgid can come back for 3 d
 CLAIM_LEASE_SECONDS = 120.0  # default lease of a claim on a pending item
 PULL_REQUEST_TTL_SECONDS = 600.0  # a callback token is valid for 10 minutes
 
+RawItem = dict[str, Any]
+
+
+class StoreError(RuntimeError):
+    """The store cannot be used as configured (e.g. an unreadable state file); the message says what
+    to fix. Not retried."""
+
+
+class StoreUnavailable(RuntimeError):
+    """A transient failure (Redis unreachable, a write that failed): the call may be retried."""
+
 
 @runtime_checkable
-class StateStore(Protocol):
-    """What the puller and the channel need from persistent state."""
-
+class Inbox(Protocol):
     def load_cursor(self, open_kfid: str) -> str | None:
-        """The last ``next_cursor`` saved for the account, or None before the first pull."""
+        """The last ``next_cursor`` saved for the account, or None before its first pull."""
         ...
 
     def accept_page(
         self,
         open_kfid: str,
         next_cursor: str | None,
-        new_items: list[dict[str, Any]],
+        new_items: Sequence[RawItem],
         skipped_ids: Sequence[str] = (),
-        owner: str | None = None,
+        owner: str = "",
         lease_seconds: float = CLAIM_LEASE_SECONDS,
-    ) -> list[dict[str, Any]]:
-        """Atomically and durably: drop items already known (by msgid), add the rest as pending,
-        record ``skipped_ids`` as done and set the cursor. Returns the accepted items, oldest first.
-
-        With an ``owner``, the accepted items are claimed by it for ``lease_seconds`` (see
-        :meth:`claim_pending`); without one they are unclaimed."""
+    ) -> list[RawItem]:
+        """Atomically and durably: drop items already known (by msgid), add the rest as pending and
+        claimed by ``owner`` for ``lease_seconds`` ('' = unclaimed), record ``skipped_ids`` as done,
+        set the cursor (unless None). Returns the accepted items, oldest first. Repeating a call with
+        the same owner (after a failure whose outcome is unknown) returns what it accepted the first
+        time."""
         ...
 
-    def pending(self, open_kfid: str) -> list[dict[str, Any]]:
+    def pending(self, open_kfid: str) -> list[RawItem]:
         """Accepted and not finished items of the account, oldest first."""
         ...
 
+    def known_accounts(self) -> list[str]:
+        """Accounts with a cursor or pending items, sorted (pulled once at start)."""
+        ...
+
     def pending_accounts(self) -> list[str]:
-        """The accounts that have pending items, sorted."""
+        """Accounts that have pending items, sorted."""
         ...
 
-    def claim_pending(
-        self, open_kfid: str, owner: str, lease_seconds: float, limit: int | None = None
-    ) -> list[dict[str, Any]]:
+    def claim_pending(self, open_kfid: str, owner: str, lease_seconds: float) -> list[RawItem]:
         """Atomically claim for ``owner`` until now + ``lease_seconds`` the account's pending items that
-        nobody holds: unclaimed, or whose lease expired (a dead instance's claims expire). Items under a
-        live lease, even ``owner``'s own, are left out: they are being handled. Returns the claimed
-        items, oldest first, at most ``limit`` of them."""
+        nobody else holds (unclaimed, a lease that expired, or ``owner``'s own); oldest first."""
         ...
 
-    def renew_claims(self, owner: str, msgids: Sequence[str], lease_seconds: float) -> None:
-        """Extend to now + ``lease_seconds`` those of ``msgids`` that ``owner`` still holds (an expired
-        lease that nobody else claimed since counts); the rest (finished, or another's) are left alone."""
+    def renew_claims(self, open_kfid: str, owner: str, msgids: Sequence[str], lease_seconds: float) -> None:
+        """Extend to now + ``lease_seconds`` those of ``msgids`` that ``owner`` still holds."""
         ...
 
-    def finish(self, msgid: str) -> None:
-        """Move ``msgid`` from pending to done, dropping its claim; done ids are remembered for
-        ``done_ttl_seconds``."""
+    def finish(self, open_kfid: str, msgid: str) -> None:
+        """Durably move ``msgid`` from pending to done (remembered ``DONE_TTL_SECONDS``), dropping its
+        claim. Returns once it is durable."""
         ...
 
-    def request_pull(self, open_kfid: str, token: str) -> None:
-        """Ask whoever holds the account's lock to pull again with ``token``; a newer request replaces an
-        older one, and a request expires after ``PULL_REQUEST_TTL_SECONDS`` (the token's validity)."""
-        ...
 
-    def take_pull_request(self, open_kfid: str) -> str | None:
-        """Atomically take and clear the account's newest pull request: its token, or None."""
-        ...
-
-    def get_flag(self, key: str) -> str | None:
-        """The flag's value, or None when unset or expired."""
-        ...
-
-    def set_flag(self, key: str, value: str | None, ttl_seconds: float | None) -> None:
-        """Set (or with None clear) a flag, optionally expiring after ``ttl_seconds``."""
-        ...
-
+@runtime_checkable
+class AccountLocks(Protocol):
     def try_lock(self, open_kfid: str, owner: str, ttl_seconds: float) -> bool:
         """Take (or, for the same owner, extend) the account's lock; False if another owner holds it."""
         ...
@@ -90,14 +91,37 @@ class StateStore(Protocol):
         """Release the lock if ``owner`` holds it; otherwise do nothing."""
         ...
 
+    def request_pull(self, open_kfid: str, token: str) -> None:
+        """Ask whoever holds the account's lock to pull again with ``token``; a newer request replaces
+        an older one; a request expires after ``PULL_REQUEST_TTL_SECONDS`` (the token's validity)."""
+        ...
+
+    def take_pull_request(self, open_kfid: str) -> str | None:
+        """Atomically take and clear the account's newest pull request: its token, or None."""
+        ...
+
+
+@runtime_checkable
+class KeyValues(Protocol):
+    def get_value(self, key: str) -> str | None:
+        """The value, or None when unset or expired."""
+        ...
+
+    def set_value(self, key: str, value: str | None, ttl_seconds: float | None) -> None:
+        """Durably set (None: delete) a value, optionally expiring after ``ttl_seconds``."""
+        ...
+
+
+@runtime_checkable
+class StateStore(Inbox, AccountLocks, KeyValues, Protocol):
     def flush(self) -> None:
         """Make every earlier call durable."""
+        ...
+
+    def maintain(self) -> None:
+        """Periodic housekeeping (expiry, compaction); the channel's maintenance thread calls it."""
         ...
 
     def close(self) -> None:
         """Flush and release resources."""
         ...
-
-
-class StoreError(RuntimeError):
-    """The store cannot be used (e.g. an unreadable state file); the message says what to fix."""

@@ -1,8 +1,10 @@
-"""Append-only journal of finished msgids, beside the JSON store's main file.
+"""Append-only journal beside the JSON store's main file: finished msgids and key-value changes.
 
-One line per id, ``["<msgid>",<expires_at>]`` as JSON (so no msgid can break the line format). The store
-appends a batch with one write and one fsync. A line cut short by a crash is ignored on load and cut off
-before anything else is appended; compaction replaces the file atomically with the live ids only.
+One JSON line per record, so no msgid or value can break the line format:
+``["<msgid>",<expires_at>]`` marks a message done; ``["k","<key>",<value or null>,<expires_at or null>]``
+sets (null: deletes) a value. The store appends a batch with one write and one fsync. A line cut short
+by a crash is ignored on load and cut off before anything else is appended; compaction replaces the
+file atomically with the live records only.
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ import json
 import logging
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from . import files
+from .. import files
 from .base import StoreError
 
 logger = logging.getLogger(__name__)
@@ -21,23 +25,54 @@ logger = logging.getLogger(__name__)
 JOURNAL_NAME = "wechatcom_kf_done.log"
 
 
-def encode(entries: Iterable[tuple[str, float]]) -> bytes:
-    """Journal lines for ``(msgid, expires_at)`` pairs."""
-    dumps = json.dumps
-    return "".join(dumps([msgid, round(exp, 3)]) + "\n" for msgid, exp in entries).encode("ascii")
+@dataclass(frozen=True, slots=True)
+class Done:
+    msgid: str
+    expires_at: float
 
 
-def _parse(raw: bytes) -> tuple[str, float] | None:
+@dataclass(frozen=True, slots=True)
+class ValueSet:
+    key: str
+    value: str | None  # None: deleted
+    expires_at: float | None
+
+
+Record = Done | ValueSet
+
+
+def encode(records: Iterable[Record]) -> bytes:
+    """Journal lines for ``records``."""
+    lines: list[str] = []
+    for rec in records:
+        if isinstance(rec, Done):
+            lines.append(json.dumps([rec.msgid, round(rec.expires_at, 3)]))
+        else:
+            exp = None if rec.expires_at is None else round(rec.expires_at, 3)
+            lines.append(json.dumps(["k", rec.key, rec.value, exp]))
+    return "".join(line + "\n" for line in lines).encode("ascii")
+
+
+def _number(value: Any) -> float | None:
+    return None if isinstance(value, bool) or not isinstance(value, int | float) else float(value)
+
+
+def _parse(raw: bytes) -> Record | None:
     try:
         value = json.loads(raw)
     except ValueError:
         return None
-    if not (isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)):
+    if not isinstance(value, list):
         return None
-    exp = value[1]
-    if isinstance(exp, bool) or not isinstance(exp, int | float):
-        return None
-    return value[0], float(exp)
+    if len(value) == 2 and isinstance(value[0], str):
+        exp = _number(value[1])
+        return None if exp is None else Done(value[0], exp)
+    if len(value) == 4 and value[0] == "k" and isinstance(value[1], str):
+        val, exp = value[2], value[3]
+        if (val is not None and not isinstance(val, str)) or (exp is not None and _number(exp) is None):
+            return None
+        return ValueSet(value[1], val, None if exp is None else float(exp))
+    return None
 
 
 class DoneJournal:
@@ -52,9 +87,9 @@ class DoneJournal:
         self._fd: int | None = None
         self._unclean = False  # a failed append may have left a partial line that could not be cut off
 
-    def load(self) -> list[tuple[str, float]]:
-        """Every complete, well-formed entry in file order; a torn last line is cut off the file."""
-        entries: list[tuple[str, float]] = []
+    def load(self) -> list[Record]:
+        """Every complete, well-formed record in file order; a torn last line is cut off the file."""
+        entries: list[Record] = []
         good_size = bad = 0
         try:
             with open(self.path, "rb") as f:
@@ -84,7 +119,7 @@ class DoneJournal:
         self.size = good_size
         return entries
 
-    def append(self, entries: list[tuple[str, float]]) -> None:
+    def append(self, entries: list[Record]) -> None:
         """Durably add ``entries`` (one write + fsync); on failure the file is cut back if possible."""
         if not entries:
             return
@@ -103,7 +138,7 @@ class DoneJournal:
         self.lines += len(entries)
         self.append_count += 1
 
-    def rewrite(self, entries: Iterable[tuple[str, float]]) -> None:
+    def rewrite(self, entries: Iterable[Record]) -> None:
         """Replace the file atomically with ``entries`` only (compaction)."""
         pairs = list(entries)
         data = encode(pairs)

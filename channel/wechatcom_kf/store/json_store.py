@@ -1,46 +1,48 @@
-"""State store in files: ``<directory>/wechatcom_kf_cursors.json`` (the upstream file name) plus a journal
-of finished msgids beside it, ``wechatcom_kf_done.log``. For a single instance.
+"""State store in files, for one instance: ``<directory>/wechatcom_kf_cursors.json`` (the upstream file
+name) and a journal beside it, ``wechatcom_kf_done.log``.
 
-The main file holds what is small: each account's cursor and pending items, and flags. ``accept_page`` and
-``set_flag`` rewrite it atomically (temp file + fsync + ``os.replace``, 0600) before they return;
-compaction rewrites it too. Done ids, the bulk (kept ``done_ttl_seconds`` for dedup), are only appended to
-the journal: ``finish`` is group-committed by one flusher thread within ``commit_delay`` seconds (one
-write + fsync per batch) and on ``flush()``/``close()``. Losing a finish mark in a crash only re-handles a
-message whose sends WeCom then refuses as duplicates. On load, pending = pending in the main file minus
-the ids in the journal; every main-file write first appends the finishes it leaves out, so no crash can
-drop a finished item from both. Upstream's ``{open_kfid: cursor}`` file and version 1 (done ids inside
-the main file) are migrated on load. Claims on pending items, locks and pull requests live in memory only:
-one process uses the files, and a restart leaves every pending item claimable, as a crash needs.
+The main file holds each account's cursor and pending items; only ``accept_page`` rewrites it
+(atomically: temp file + fsync + ``os.replace``, 0600), and compaction. Everything else that must be
+durable is one journal line: a finished msgid (kept ``done_ttl_seconds`` for dedup) or a key-value
+change (takeover flags, reply plans), so ``finish`` and ``set_value`` never rewrite pending items.
+They queue their line and return once it is appended and fsynced: group commit without a thread of
+its own — the first caller to find no write in progress writes everything queued so far (one write +
+fsync), the others wait for it or lead the next batch. Expired records are pruned and the journal
+compacted by ``maintain()``, which the channel's maintenance thread calls.
+
+On load, pending = pending in the main file minus the msgids in the journal; every main-file write
+first appends the journal lines queued before it, so no crash can drop a finished item from both.
+Upstream's ``{open_kfid: cursor}`` file and versions 1 and 2 are migrated on load. Claims, locks and
+pull requests live in memory (``memory.py``): one process uses the files, and a restart leaves every
+pending item claimable, as a crash needs.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
-from . import files
-from .base import CLAIM_LEASE_SECONDS, DONE_TTL_SECONDS, PULL_REQUEST_TTL_SECONDS
-from .journal import JOURNAL_NAME, DoneJournal
+from .. import files
+from .base import CLAIM_LEASE_SECONDS, DONE_TTL_SECONDS, PULL_REQUEST_TTL_SECONDS, RawItem, StoreUnavailable
+from .journal import JOURNAL_NAME, Done, DoneJournal, Record, ValueSet
 from .main_file import FILE_NAME, Account, read_main_file, serialize
-from .memory import Claims, PullRequests
+from .memory import Claims, Locks, PullRequests
 
 logger = logging.getLogger(__name__)
 
-_RETRY_AFTER_WRITE_ERROR = 1.0
-_PRUNE_INTERVAL = 60.0  # expired done ids are dropped in batches, at most this often (store clock)
 _COMPACT_SLACK = 1024  # dead journal lines tolerated whatever the live count
 _JOURNAL_MAX_BYTES = 64 * 1024 * 1024
 
-Entry = tuple[str, float]  # (msgid, expires_at)
+Value = tuple[str, float | None]  # (value, expires_at)
 
 
 class JsonFileStore:
-    """:class:`~.base.StateStore` backed by a small JSON file and a done-id journal; thread-safe."""
+    """:class:`~.base.StateStore` in a small JSON file and a journal; thread-safe."""
 
     def __init__(
         self,
@@ -48,7 +50,6 @@ class JsonFileStore:
         *,
         done_ttl_seconds: float = DONE_TTL_SECONDS,
         clock: Callable[[], float] = time.time,
-        commit_delay: float = 0.05,
         journal_max_bytes: int = _JOURNAL_MAX_BYTES,
     ) -> None:
         self.directory = Path(directory)
@@ -56,32 +57,29 @@ class JsonFileStore:
         self.write_count = 0  # rewrites of the main file, for tests and benchmarks
         self._ttl = float(done_ttl_seconds)
         self._clock = clock
-        self._commit_delay = commit_delay
         self._journal_max_bytes = journal_max_bytes
         self._lock = threading.Lock()  # guards the in-memory state
-        self._cond = threading.Condition(self._lock)  # wakes the flusher
-        self._write_lock = threading.Lock()  # orders snapshot + write pairs
-        self._wake = threading.Event()  # cuts the flusher's gather delay short on close
+        self._cond = threading.Condition(self._lock)  # callers waiting for their journal line
+        self._write_lock = threading.Lock()  # one file writer at a time
         self._accounts: dict[str, Account] = {}
         self._where: dict[str, str] = {}  # pending msgid -> open_kfid
         self._done: dict[str, float] = {}  # msgid -> expires_at; insertion order = expiry order
-        self._unjournaled: list[Entry] = []  # finished, not yet appended to the journal
+        self._values: dict[str, Value] = {}
+        self._queue: list[Record] = []  # journal lines not yet appended
+        self._queued = 0  # number of the last line queued
+        self._durable = 0  # lines up to this number are in the journal
+        self._leading = False  # a caller is writing a batch of queued lines
         self._main_stale = False  # the main file still lists items finished since
-        self._flags: dict[str, tuple[str, float | None]] = {}
-        self._locks: dict[str, tuple[str, float]] = {}  # open_kfid -> (owner, expires_at); not persisted
         self._claims = Claims()
+        self._locks = Locks()
         self._pull_requests = PullRequests()
-        self._closed = False
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
         files.remove_stale_temp_files(self.directory, FILE_NAME)
         files.remove_stale_temp_files(self.directory, JOURNAL_NAME)
         self.journal = DoneJournal(self.directory / JOURNAL_NAME)
         self._open()
-        self._next_prune = self._clock() + min(_PRUNE_INTERVAL, self._ttl / 4)
-        self._flusher = threading.Thread(target=self._flush_loop, name="kf-store-flush", daemon=True)
-        self._flusher.start()
 
-    # --- StateStore -------------------------------------------------------------------------------
+    # --- Inbox ------------------------------------------------------------------------------------
 
     def load_cursor(self, open_kfid: str) -> str | None:
         with self._lock:
@@ -92,11 +90,11 @@ class JsonFileStore:
         self,
         open_kfid: str,
         next_cursor: str | None,
-        new_items: list[dict[str, Any]],
+        new_items: Sequence[RawItem],
         skipped_ids: Sequence[str] = (),
-        owner: str | None = None,
+        owner: str = "",
         lease_seconds: float = CLAIM_LEASE_SECONDS,
-    ) -> list[dict[str, Any]]:
+    ) -> list[RawItem]:
         for item in new_items:
             if not isinstance(item.get("msgid"), str):
                 raise ValueError("every item needs a string msgid")
@@ -104,63 +102,56 @@ class JsonFileStore:
             with self._lock:
                 acc = self._accounts.setdefault(open_kfid, Account())
                 old_cursor = acc.cursor
-                accepted = self._add_pending_locked(open_kfid, acc, new_items)
-                if owner:  # '' = no owner, as in Redis
-                    self._claims.grant([it["msgid"] for it in accepted], owner, self._clock() + lease_seconds)
+                added, claimed, accepted = self._add_pending_locked(open_kfid, acc, new_items, owner)
+                if owner:
+                    self._claims.grant(claimed, owner, self._clock() + lease_seconds)
                 newly_done = self._mark_done_locked(skipped_ids)
                 if next_cursor is not None:
                     acc.cursor = next_cursor
-                queued = self._take_unjournaled_locked()
-                data = self._serialize_locked()
+                queued, upto = self._take_queue_locked()
+                data = serialize(self._accounts)
+                self._main_stale = False
 
             def undo(journaled: bool) -> None:  # not durable, so not accepted: the caller retries
-                for it in accepted:
-                    acc.pending.pop(it["msgid"], None)
-                    self._where.pop(it["msgid"], None)
-                    self._claims.drop(it["msgid"])
+                for msgid in added:
+                    acc.pending.pop(msgid, None)
+                    self._where.pop(msgid, None)
+                    self._claims.drop(msgid)
                 if not journaled:
-                    for msgid, _ in newly_done:
-                        self._done.pop(msgid, None)
+                    for done in newly_done:
+                        self._done.pop(done.msgid, None)
                 acc.cursor = old_cursor
 
-            self._persist(queued, newly_done, data, undo)
+            self._write(queued, upto, newly_done, data, undo)
         return accepted
 
-    def pending(self, open_kfid: str) -> list[dict[str, Any]]:
+    def pending(self, open_kfid: str) -> list[RawItem]:
         with self._lock:
             acc = self._accounts.get(open_kfid)
-            return list(acc.pending.values()) if acc else []
+            return [copy.deepcopy(item) for item in acc.pending.values()] if acc else []
+
+    def known_accounts(self) -> list[str]:
+        with self._lock:
+            return sorted(k for k, acc in self._accounts.items() if acc.cursor is not None or acc.pending)
 
     def pending_accounts(self) -> list[str]:
         with self._lock:
             return sorted(kfid for kfid, acc in self._accounts.items() if acc.pending)
 
-    def claim_pending(
-        self, open_kfid: str, owner: str, lease_seconds: float, limit: int | None = None
-    ) -> list[dict[str, Any]]:
-        if limit is not None and limit < 0:
-            raise ValueError("limit must be None or >= 0")
+    def claim_pending(self, open_kfid: str, owner: str, lease_seconds: float) -> list[RawItem]:
         with self._lock:
             acc = self._accounts.get(open_kfid)
             if acc is None:
                 return []
             now = self._clock()
-            taken = self._claims.take(acc.pending, owner, now, now + lease_seconds, limit)
-            return [dict(acc.pending[msgid]) for msgid in taken]
+            taken = self._claims.take(acc.pending, owner, now, now + lease_seconds)
+            return [copy.deepcopy(acc.pending[msgid]) for msgid in taken]
 
-    def renew_claims(self, owner: str, msgids: Sequence[str], lease_seconds: float) -> None:
+    def renew_claims(self, open_kfid: str, owner: str, msgids: Sequence[str], lease_seconds: float) -> None:
         with self._lock:
             self._claims.renew(owner, msgids, self._clock() + lease_seconds)
 
-    def request_pull(self, open_kfid: str, token: str) -> None:
-        with self._lock:
-            self._pull_requests.put(open_kfid, token, self._clock() + PULL_REQUEST_TTL_SECONDS)
-
-    def take_pull_request(self, open_kfid: str) -> str | None:
-        with self._lock:
-            return self._pull_requests.take(open_kfid, self._clock())
-
-    def finish(self, msgid: str) -> None:
+    def finish(self, open_kfid: str, msgid: str) -> None:
         with self._cond:
             self._claims.drop(msgid)
             kfid = self._where.pop(msgid, None)
@@ -170,101 +161,152 @@ class JsonFileStore:
             expires_at = self._clock() + self._ttl
             self._done.pop(msgid, None)  # re-inserted last: insertion order stays expiry order
             self._done[msgid] = expires_at
-            self._unjournaled.append((msgid, expires_at))
-            closed = self._closed
-            self._cond.notify()
-        if closed:  # no flusher any more: write now
-            self.flush()
-            self.journal.close()
+            number = self._queue_locked(Done(msgid, expires_at))
+        self._wait_durable(number)
 
-    def get_flag(self, key: str) -> str | None:
+    # --- AccountLocks -------------------------------------------------------------------------------
+
+    def try_lock(self, open_kfid: str, owner: str, ttl_seconds: float) -> bool:
         with self._lock:
-            rec = self._flags.get(key)
+            now = self._clock()
+            return self._locks.take(open_kfid, owner, now, now + ttl_seconds)
+
+    def unlock(self, open_kfid: str, owner: str) -> None:
+        with self._lock:
+            self._locks.release(open_kfid, owner)
+
+    def request_pull(self, open_kfid: str, token: str) -> None:
+        with self._lock:
+            self._pull_requests.put(open_kfid, token, self._clock() + PULL_REQUEST_TTL_SECONDS)
+
+    def take_pull_request(self, open_kfid: str) -> str | None:
+        with self._lock:
+            return self._pull_requests.take(open_kfid, self._clock())
+
+    # --- KeyValues ----------------------------------------------------------------------------------
+
+    def get_value(self, key: str) -> str | None:
+        with self._lock:
+            rec = self._values.get(key)
             if rec is None:
                 return None
             value, expires_at = rec
             return value if expires_at is None or expires_at > self._clock() else None
 
-    def set_flag(self, key: str, value: str | None, ttl_seconds: float | None) -> None:
-        with self._write_lock:
-            with self._lock:
-                previous = self._flags.get(key)
-                if value is None:
-                    self._flags.pop(key, None)
-                else:
-                    expires_at = None if ttl_seconds is None else self._clock() + ttl_seconds
-                    self._flags[key] = (value, expires_at)
-                queued = self._take_unjournaled_locked()
-                data = self._serialize_locked()
+    def set_value(self, key: str, value: str | None, ttl_seconds: float | None) -> None:
+        with self._cond:
+            if value is None:
+                if self._values.pop(key, None) is None:
+                    return  # nothing to delete: nothing to write
+                expires_at = None
+            else:
+                expires_at = None if ttl_seconds is None else self._clock() + ttl_seconds
+                self._values[key] = (value, expires_at)
+            number = self._queue_locked(ValueSet(key, value, expires_at))
+        self._wait_durable(number)
 
-            def undo(journaled: bool) -> None:
-                if previous is None:
-                    self._flags.pop(key, None)
-                else:
-                    self._flags[key] = previous
-
-            self._persist(queued, [], data, undo)
-
-    def try_lock(self, open_kfid: str, owner: str, ttl_seconds: float) -> bool:
-        with self._lock:
-            now = self._clock()
-            rec = self._locks.get(open_kfid)
-            if rec is not None and rec[0] != owner and rec[1] > now:
-                return False
-            self._locks[open_kfid] = (owner, now + ttl_seconds)
-            return True
-
-    def unlock(self, open_kfid: str, owner: str) -> None:
-        with self._lock:
-            rec = self._locks.get(open_kfid)
-            if rec is not None and rec[0] == owner:
-                del self._locks[open_kfid]
+    # --- durability ---------------------------------------------------------------------------------
 
     def flush(self) -> None:
         with self._write_lock:
             with self._lock:
-                queued = self._take_unjournaled_locked()
-            self._persist(queued, [], None, None)
+                queued, upto = self._take_queue_locked()
+            self._write(queued, upto, [], None, None)
 
     def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-        self._wake.set()
-        if self._flusher is not threading.current_thread():
-            self._flusher.join(timeout=10.0)
         self.flush()
         with self._write_lock:
             with self._lock:
-                data = self._serialize_locked() if self._main_stale else None
-            self._persist([], [], data, None)  # leaves a main file without finished items
+                data = serialize(self._accounts) if self._main_stale else None
+                self._main_stale = False
+            self._write([], 0, [], data, None)  # leaves a main file without finished items
             self.journal.close()
 
-    # --- maintenance ------------------------------------------------------------------------------------
-
     def compact(self) -> None:
-        """Drop expired done ids, bring the main file up to date, rewrite the journal with the live ids.
+        """Drop expired records, bring the main file up to date, rewrite the journal with live records.
 
         The main file goes first: once an expired id leaves the journal, no main file may still list it.
         """
         with self._write_lock:
             with self._lock:
                 self._prune_locked(self._clock())
-                queued = self._take_unjournaled_locked()
-                data = self._serialize_locked() if self._main_stale else None
-            self._persist(queued, [], data, None)
+                queued, upto = self._take_queue_locked()
+                data = serialize(self._accounts) if self._main_stale else None
+                self._main_stale = False
+            self._write(queued, upto, [], data, None)
             with self._lock:
-                live = list(self._done.items())
-            self.journal.rewrite(live)
-        logger.debug("compacted %s to %d live id(s)", JOURNAL_NAME, len(live))
+                live = self._live_records_locked()
+            try:
+                self.journal.rewrite(live)
+            except OSError as exc:  # the old journal is intact: nothing is lost, compaction waits
+                raise StoreUnavailable(f"cannot compact the journal in {self.directory}: {exc}") from exc
+        logger.debug("compacted %s to %d live record(s)", JOURNAL_NAME, len(live))
 
-    def _maintain(self) -> None:
+    def _queue_locked(self, record: Record) -> int:
+        self._queue.append(record)
+        self._queued += 1
+        self._cond.notify_all()
+        return self._queued
+
+    def _take_queue_locked(self) -> tuple[list[Record], int]:
+        queued, self._queue = self._queue, []
+        return queued, self._queued
+
+    def _wait_durable(self, number: int) -> None:
+        """Return once journal line ``number`` is durable, writing the batch if no one else is."""
+        while True:
+            with self._cond:
+                while self._leading and self._durable < number:
+                    self._cond.wait()
+                if self._durable >= number:
+                    return
+                self._leading = True
+            try:
+                self.flush()
+            finally:
+                with self._cond:
+                    self._leading = False
+                    self._cond.notify_all()
+
+    def _write(
+        self,
+        queued: list[Record],
+        upto: int,
+        newly_done: Sequence[Record],
+        data: bytes | None,
+        undo: Callable[[bool], None] | None,
+    ) -> None:
+        """Append ``queued`` and ``newly_done`` to the journal, then write ``data`` as the main file.
+
+        Call with the write lock held. On failure ``undo(journaled)`` reverts the caller's change, the
+        queued lines go back to the queue, and StoreUnavailable is raised.
+        """
+        journaled = False
+        try:
+            self.journal.append([*queued, *newly_done])
+            journaled = True
+            if data is not None:
+                files.write_atomic(self.path, data)
+                self.write_count += 1
+        except OSError as exc:
+            with self._lock:
+                if undo is not None:
+                    undo(journaled)
+                if not journaled:
+                    self._queue[:0] = queued
+                if data is not None:
+                    self._main_stale = True
+            raise StoreUnavailable(f"cannot write the state in {self.directory}: {exc}") from exc
+        with self._cond:
+            if upto > self._durable:
+                self._durable = upto
+                self._cond.notify_all()
+
+    def maintain(self) -> None:
+        """Drop expired records; compact the journal when mostly dead (periodic housekeeping)."""
         with self._lock:
-            now = self._clock()
-            if now >= self._next_prune:
-                self._prune_locked(now)
-                self._next_prune = now + min(_PRUNE_INTERVAL, self._ttl / 4)
-            live = len(self._done)
+            self._prune_locked(self._clock())
+            live = len(self._done) + len(self._values)
         dead = self.journal.lines - live
         if dead > max(live, _COMPACT_SLACK) or (
             self.journal.size > self._journal_max_bytes and dead > _COMPACT_SLACK
@@ -278,32 +320,46 @@ class JsonFileStore:
         return expires_at is not None and expires_at > self._clock()
 
     def _add_pending_locked(
-        self, open_kfid: str, acc: Account, items: list[dict[str, Any]]
-    ) -> list[dict[str, Any]]:
-        accepted: list[dict[str, Any]] = []
+        self, open_kfid: str, acc: Account, items: Sequence[RawItem], owner: str
+    ) -> tuple[list[str], list[str], list[RawItem]]:
+        """(msgids added now, msgids to claim for ``owner`` now, the items accepted): new ones, and
+        ones the same owner accepted before — a repeated call gets the same items, under the new lease."""
+        added: list[str] = []
+        claim: list[str] = []
+        accepted: list[RawItem] = []
         for item in items:
             msgid = item["msgid"]
-            if msgid in self._where or self._is_done_locked(msgid):
+            if msgid in claim:
+                continue  # the same msgid twice in one page: accepted once
+            if msgid in self._where:
+                if owner and self._where[msgid] == open_kfid and self._claims.holder(msgid) == owner:
+                    claim.append(msgid)
+                    accepted.append(copy.deepcopy(acc.pending[msgid]))
                 continue
-            acc.pending[msgid] = dict(item)
+            if self._is_done_locked(msgid):
+                continue
+            acc.pending[msgid] = copy.deepcopy(item)
             self._where[msgid] = open_kfid
-            accepted.append(item)
-        return accepted
+            added.append(msgid)
+            claim.append(msgid)
+            accepted.append(copy.deepcopy(item))
+        return added, claim, accepted
 
-    def _mark_done_locked(self, msgids: Sequence[str]) -> list[Entry]:
+    def _mark_done_locked(self, msgids: Sequence[str]) -> list[Done]:
         expires_at = self._clock() + self._ttl
-        added: list[Entry] = []
+        added: list[Done] = []
         for msgid in msgids:
             if msgid in self._where or self._is_done_locked(msgid):
                 continue
             self._done.pop(msgid, None)
             self._done[msgid] = expires_at
-            added.append((msgid, expires_at))
+            added.append(Done(msgid, expires_at))
         return added
 
-    def _take_unjournaled_locked(self) -> list[Entry]:
-        queued, self._unjournaled = self._unjournaled, []
-        return queued
+    def _live_records_locked(self) -> list[Record]:
+        records: list[Record] = [Done(msgid, exp) for msgid, exp in self._done.items()]
+        records += [ValueSet(key, value, exp) for key, (value, exp) in self._values.items()]
+        return records
 
     def _prune_locked(self, now: float) -> None:
         expired: list[str] = []
@@ -316,81 +372,43 @@ class JsonFileStore:
         else:
             for msgid in expired:
                 del self._done[msgid]
-        for key in [k for k, (_, exp) in self._flags.items() if exp is not None and exp <= now]:
-            del self._flags[key]
-        for kfid in [k for k, (_, exp) in self._locks.items() if exp <= now]:
-            del self._locks[kfid]
+        for key in [k for k, (_, exp) in self._values.items() if exp is not None and exp <= now]:
+            del self._values[key]
+        self._locks.prune(now)
         self._pull_requests.prune(now)
 
-    def _serialize_locked(self) -> bytes:
-        self._main_stale = False
-        return serialize(self._accounts, self._flags, self._clock())
-
-    # --- writing (call with self._write_lock held) ------------------------------------------------------
-
-    def _persist(
-        self,
-        queued: list[Entry],
-        newly_done: list[Entry],
-        data: bytes | None,
-        undo: Callable[[bool], None] | None,
-    ) -> None:
-        """Append ``queued`` finishes and ``newly_done`` to the journal, then write ``data`` as the main file.
-
-        On failure, ``undo(journaled)`` reverts the caller's change and the finishes are queued again.
-        """
-        journaled = False
-        try:
-            self.journal.append(queued + newly_done)
-            journaled = True
-            if data is not None:
-                files.write_atomic(self.path, data)
-                self.write_count += 1
-        except BaseException:
-            with self._lock:
-                if undo is not None:
-                    undo(journaled)
-                if not journaled:
-                    self._unjournaled[:0] = queued
-                if data is not None:
-                    self._main_stale = True
-            raise
-
-    def _flush_loop(self) -> None:
-        while True:
-            with self._cond:
-                while not self._unjournaled and not self._closed:
-                    self._cond.wait()
-                if self._closed:
-                    return  # close() writes what is left
-            self._wake.wait(self._commit_delay)  # gather more finishes into this append
-            try:
-                self.flush()
-                self._maintain()
-            except OSError as exc:
-                logger.error("cannot write the state in %s: %s; retrying", self.directory, exc)
-                self._wake.wait(_RETRY_AFTER_WRITE_ERROR)
-
-    # --- loading ------------------------------------------------------------------------------------------
+    # --- loading ------------------------------------------------------------------------------------
 
     def _open(self) -> None:
         """Load both files, then make them consistent: journal appends, main file, journal compaction."""
         state = read_main_file(self.path)
-        self._accounts, self._flags = state.accounts, state.flags
+        self._accounts = state.accounts
         self._where = {msgid: kfid for kfid, acc in self._accounts.items() for msgid in acc.pending}
+        self._values = dict(state.legacy_values)
         now = self._clock()
         done: dict[str, float] = {}
-        for msgid, expires_at in self.journal.load():
-            kfid = self._where.pop(msgid, None)
+        for rec in self.journal.load():
+            if isinstance(rec, ValueSet):
+                if rec.value is None:
+                    self._values.pop(rec.key, None)
+                else:
+                    self._values[rec.key] = (rec.value, rec.expires_at)
+                continue
+            kfid = self._where.pop(rec.msgid, None)
             if kfid is not None:  # finished after the main file was written
-                self._accounts[kfid].pending.pop(msgid, None)
+                self._accounts[kfid].pending.pop(rec.msgid, None)
                 self._main_stale = True
-            if expires_at > now:
-                done[msgid] = max(expires_at, done.get(msgid, 0.0))
-        carried = [(m, exp) for m, exp in state.legacy_done.items() if exp > now and m not in done]
-        done.update(carried)
+            if rec.expires_at > now:
+                done[rec.msgid] = max(rec.expires_at, done.get(rec.msgid, 0.0))
+        carried: list[Record] = [
+            Done(m, e) for m, e in state.legacy_done.items() if e > now and m not in done
+        ]
+        carried += [ValueSet(k, v, e) for k, (v, e) in state.legacy_values.items() if e is None or e > now]
+        done.update((rec.msgid, rec.expires_at) for rec in carried if isinstance(rec, Done))
         self._done = dict(sorted(done.items(), key=lambda kv: kv[1]))
-        data = self._serialize_locked() if (state.outdated or self._main_stale) else None
-        self._persist([], carried, data, None)  # version 1 done ids reach the journal before they leave
-        if self.journal.lines > len(self._done):
-            self.journal.rewrite(self._done.items())
+        data = serialize(self._accounts) if (state.outdated or self._main_stale) else None
+        self._main_stale = False
+        # What older formats kept in the main file reaches the journal before the main file drops it.
+        self._write([], 0, carried if state.outdated else [], data, None)
+        if self.journal.lines > len(self._done) + len(self._values):
+            self.journal.rewrite(self._live_records_locked())

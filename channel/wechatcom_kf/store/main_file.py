@@ -1,4 +1,8 @@
-"""The JSON store's main file: reading every format it ever had (upstream, version 1, version 2)."""
+"""The JSON store's main file (cursors and pending items), read in every format it ever had.
+
+Upstream CoW's ``{open_kfid: cursor}``; version 1 (done ids and flags inside); version 2 (flags
+inside); version 3 (cursors and pending items only: done ids and values live in the journal).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from .base import StoreError
 logger = logging.getLogger(__name__)
 
 FILE_NAME = "wechatcom_kf_cursors.json"
-FORMAT_VERSION = 2  # 1 kept the done ids in this file; 2 keeps them in the journal
+FORMAT_VERSION = 3
 
 
 class Account:
@@ -27,7 +31,7 @@ class Account:
 @dataclass
 class MainState:
     accounts: dict[str, Account] = field(default_factory=dict)
-    flags: dict[str, tuple[str, float | None]] = field(default_factory=dict)
+    legacy_values: dict[str, tuple[str, float | None]] = field(default_factory=dict)  # versions 1-2
     legacy_done: dict[str, float] = field(default_factory=dict)  # from a version 1 file
     outdated: bool = False  # not in the current format: rewrite it
 
@@ -58,10 +62,10 @@ def read_main_file(path: Path) -> MainState:
 
 def _read_versioned(path: Path, doc: dict[str, Any]) -> MainState:
     version = doc.get("version")
-    if version not in (1, FORMAT_VERSION):
+    if version not in (1, 2, FORMAT_VERSION):
         raise StoreError(
-            f"state file {path} has format version {version!r}, "
-            f"this code reads versions 1 and {FORMAT_VERSION}"
+            f"state file {path} has format version {version!r}; this code reads versions 1 to "
+            f"{FORMAT_VERSION}"
         )
     state = MainState(outdated=version != FORMAT_VERSION)
     try:
@@ -71,23 +75,20 @@ def _read_versioned(path: Path, doc: dict[str, Any]) -> MainState:
                 acc.pending[item["msgid"]] = item
         for key, rec in doc.get("flags", {}).items():
             exp = rec.get("expires_at")
-            state.flags[key] = (str(rec["value"]), None if exp is None else float(exp))
+            state.legacy_values[key] = (str(rec["value"]), None if exp is None else float(exp))
         state.legacy_done = {str(msgid): float(exp) for msgid, exp in doc.get("done", {}).items()}
     except (AttributeError, KeyError, TypeError, ValueError) as exc:
         raise StoreError(f"state file {path} is damaged ({exc!r}); restore it or remove it") from exc
     return state
 
 
-def serialize(accounts: dict[str, Account], flags: dict[str, tuple[str, float | None]], now: float) -> bytes:
-    """The current format; expired flags are left out."""
+def serialize(accounts: dict[str, Account]) -> bytes:
+    """The current format."""
     doc = {
         "version": FORMAT_VERSION,
         "accounts": {
             kfid: {"cursor": acc.cursor, "pending": list(acc.pending.values())}
             for kfid, acc in accounts.items()
-        },
-        "flags": {
-            k: {"value": v, "expires_at": exp} for k, (v, exp) in flags.items() if exp is None or exp > now
         },
     }
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")

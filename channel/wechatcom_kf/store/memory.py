@@ -1,8 +1,8 @@
-"""In-memory claims on pending items and pull requests, for the single-process JSON store.
+"""In-memory claims on pending items, account locks and pull requests, for the one-process JSON store.
 
-Neither is persisted on purpose: a restart is a new process, every claim of the old one died with it,
-so everything pending is claimable again; and a pull request only matters to a live lock holder.
-The caller serializes access (the JSON store calls these with its lock held).
+None is persisted on purpose: a restart is a new process, every claim and lock of the old one died
+with it, so everything pending is claimable again; and a pull request only matters to a live lock
+holder. The caller serializes access (the JSON store calls these with its lock held).
 """
 
 from __future__ import annotations
@@ -16,16 +16,12 @@ class Claims:
     def __init__(self) -> None:
         self._leases: dict[str, tuple[str, float]] = {}
 
-    def take(
-        self, msgids: Iterable[str], owner: str, now: float, expires_at: float, limit: int | None
-    ) -> list[str]:
-        """Claim, in the given order, those of ``msgids`` nobody holds at ``now``; at most ``limit``."""
+    def take(self, msgids: Iterable[str], owner: str, now: float, expires_at: float) -> list[str]:
+        """Claim, in the given order, those of ``msgids`` nobody else holds at ``now``."""
         taken: list[str] = []
         for msgid in msgids:
-            if limit is not None and len(taken) >= limit:
-                break
             lease = self._leases.get(msgid)
-            if lease is not None and lease[1] > now:
+            if lease is not None and lease[0] != owner and lease[1] > now:
                 continue
             self._leases[msgid] = (owner, expires_at)
             taken.append(msgid)
@@ -44,6 +40,33 @@ class Claims:
 
     def drop(self, msgid: str) -> None:
         self._leases.pop(msgid, None)
+
+    def holder(self, msgid: str) -> str | None:
+        lease = self._leases.get(msgid)
+        return lease[0] if lease is not None else None
+
+
+class Locks:
+    """open_kfid -> (owner, expiry)."""
+
+    def __init__(self) -> None:
+        self._held: dict[str, tuple[str, float]] = {}
+
+    def take(self, open_kfid: str, owner: str, now: float, expires_at: float) -> bool:
+        rec = self._held.get(open_kfid)
+        if rec is not None and rec[0] != owner and rec[1] > now:
+            return False
+        self._held[open_kfid] = (owner, expires_at)
+        return True
+
+    def release(self, open_kfid: str, owner: str) -> None:
+        rec = self._held.get(open_kfid)
+        if rec is not None and rec[0] == owner:
+            del self._held[open_kfid]
+
+    def prune(self, now: float) -> None:
+        for kfid in [k for k, (_, exp) in self._held.items() if exp <= now]:
+            del self._held[kfid]
 
 
 class PullRequests:

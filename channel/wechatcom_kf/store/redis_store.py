@@ -1,27 +1,55 @@
-"""State store in Redis, shared by several instances of the channel.
+"""State store in Redis, shared by several instances of the channel; Redis Cluster safe.
 
-Keys (all under ``prefix``): ``cursor:<kfid>`` string; ``pending:<kfid>`` hash msgid -> item JSON;
-``order:<kfid>`` sorted set msgid -> accept sequence; ``seq`` counter; ``seen:<msgid>`` = ``p:<kfid>``
-while pending (no expiry) and ``d`` once done (expires after ``done_ttl_seconds``); ``claim:<kfid>``
-hash msgid -> ``<lease expiry ms>:<owner>`` for claimed pending items; ``accounts`` set of the kfids
-with pending items (``accounts_indexed`` marks that it was built from the keys of older versions);
-``pull:<kfid>`` = the newest requested callback token (expires after ``PULL_REQUEST_TTL_SECONDS``);
-``flag:<key>``; ``lock:<kfid>`` = owner with a PX expiry. Multi-key updates run as Lua scripts, so each is
-atomic; leases are measured on the Redis server's clock (``TIME``), so instances' clocks may disagree.
-Durability is whatever the Redis server is configured for (AOF ``appendfsync everysec`` or stricter is
-advised). Scripts touch keys built from the prefix, so this targets a single Redis, not Redis Cluster.
+Every key of one account carries the account as a hash tag, ``<prefix>{<kfid>}:<name>``, so each Lua
+script touches keys of one slot only, all passed as KEYS (what Redis Cluster and cluster proxies
+require): ``cursor`` string; ``pending`` hash msgid -> item JSON; ``order`` sorted set msgid -> accept
+sequence; ``seq`` counter; ``claim`` hash msgid -> ``<lease expiry ms>:<owner>``; ``seen:<msgid>`` =
+``p`` while pending, ``d`` once done (expires after ``done_ttl_seconds``); ``pull`` the newest
+requested callback token (expires after ``PULL_REQUEST_TTL_SECONDS``); ``lock`` the account lock
+(redis-py's ``Lock``, owner as its token). Outside any account: ``<prefix>accounts`` (a set of the
+accounts seen, for the pulls at start) and ``<prefix>value:<key>``. Leases are measured on the Redis
+server's clock (``TIME``), so instances' clocks may disagree. Durability is whatever the server is
+configured for (AOF ``appendfsync everysec`` or stricter is advised).
+
+Redis errors that may pass (connection refused or reset, timeouts, a replica being promoted) are
+raised as ``StoreUnavailable`` so the caller can retry; the layout of older versions (key names built
+in the scripts, one Redis only) is migrated once at start.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import redis
+from redis.cluster import RedisCluster
+from redis.exceptions import (
+    AuthenticationError,
+    AuthorizationError,
+    BusyLoadingError,
+    ClusterDownError,
+    LockError,
+    NoPermissionError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisClusterException,
+    ResponseError,
+    TryAgainError,
+)
 
-from .base import CLAIM_LEASE_SECONDS, DONE_TTL_SECONDS, PULL_REQUEST_TTL_SECONDS
+from .base import (
+    CLAIM_LEASE_SECONDS,
+    DONE_TTL_SECONDS,
+    PULL_REQUEST_TTL_SECONDS,
+    RawItem,
+    StoreError,
+    StoreUnavailable,
+)
+from .redis_migration import migrate_layout_1
 
 logger = logging.getLogger(__name__)
 
@@ -41,87 +69,67 @@ local function hmget_all(key, ids)
   end
   return out
 end
-local function lease_value(lease_ms, owner)
-  return string.format('%d:%s', now_ms() + tonumber(lease_ms), owner)
+local function lease_owner(lease)
+  return string.sub(lease, string.find(lease, ':', 1, true) + 1)
 end
 """
 
-# KEYS: cursor, pending hash, order zset, seq, claim hash, accounts set. ARGV: seen prefix, kfid,
-# done ttl ms, has_cursor, cursor, owner ('' = unclaimed), lease ms, n, n * (msgid, item json), m,
-# m * skipped msgid. Returns the accepted msgids in order.
+# KEYS: cursor, pending, order, seq, claim, n seen keys of the new items, m seen keys of the skipped.
+# ARGV: done ttl ms, has_cursor, cursor, owner ('' = unclaimed), lease ms, n, m, n * (msgid, item json),
+# m * skipped msgid. Returns the accepted msgids in order: new ones, and ones this owner accepted before.
 _ACCEPT_LUA = (
     _LUA_HELPERS
     + """
-local seen, kfid, ttl, owner = ARGV[1], ARGV[2], ARGV[3], ARGV[6]
-local n = tonumber(ARGV[8])
-local i = 9
-local accepted = {}
+local ttl, owner, n, m = ARGV[1], ARGV[4], tonumber(ARGV[6]), tonumber(ARGV[7])
 local lease = nil
 if owner ~= '' then
-  lease = lease_value(ARGV[7], owner)
+  lease = string.format('%d:%s', now_ms() + tonumber(ARGV[5]), owner)
 end
-for _ = 1, n do
-  local id, body = ARGV[i], ARGV[i + 1]
-  i = i + 2
-  if redis.call('SET', seen .. id, 'p:' .. kfid, 'NX') then
-    local seq = redis.call('INCR', KEYS[4])
+local accepted, taken = {}, {}
+for k = 1, n do
+  local id, body = ARGV[6 + 2 * k], ARGV[7 + 2 * k]
+  local seen = KEYS[5 + k]
+  if taken[id] then
+    -- the same msgid twice in one page: accepted once
+  elseif redis.call('SET', seen, 'p', 'NX') then
     redis.call('HSET', KEYS[2], id, body)
-    redis.call('ZADD', KEYS[3], seq, id)
+    redis.call('ZADD', KEYS[3], redis.call('INCR', KEYS[4]), id)
     if lease then
       redis.call('HSET', KEYS[5], id, lease)
     end
     accepted[#accepted + 1] = id
+    taken[id] = true
+  elseif lease and redis.call('GET', seen) == 'p' then
+    local held = redis.call('HGET', KEYS[5], id)
+    if held and lease_owner(held) == owner then
+      redis.call('HSET', KEYS[5], id, lease)  -- a repeated call: the same items, the new lease
+      accepted[#accepted + 1] = id
+      taken[id] = true
+    end
   end
 end
-if #accepted > 0 then
-  redis.call('SADD', KEYS[6], kfid)
-end
-local m = tonumber(ARGV[i])
 for k = 1, m do
-  redis.call('SET', seen .. ARGV[i + k], 'd', 'PX', ttl, 'NX')
+  redis.call('SET', KEYS[5 + n + k], 'd', 'PX', ttl, 'NX')
 end
-if ARGV[4] == '1' then
-  redis.call('SET', KEYS[1], ARGV[5])
+if ARGV[2] == '1' then
+  redis.call('SET', KEYS[1], ARGV[3])
 end
 return accepted
 """
 )
 
-# KEYS: seen key. ARGV: key prefix, msgid, done ttl ms.
+# KEYS: seen, pending, claim, order. ARGV: msgid, done ttl ms.
 _FINISH_LUA = """
-local v = redis.call('GET', KEYS[1])
-if v and string.sub(v, 1, 2) == 'p:' then
-  local kfid = string.sub(v, 3)
-  redis.call('HDEL', ARGV[1] .. 'pending:' .. kfid, ARGV[2])
-  redis.call('HDEL', ARGV[1] .. 'claim:' .. kfid, ARGV[2])
-  redis.call('ZREM', ARGV[1] .. 'order:' .. kfid, ARGV[2])
-  if redis.call('EXISTS', ARGV[1] .. 'order:' .. kfid) == 0 then
-    redis.call('SREM', ARGV[1] .. 'accounts', kfid)
-  end
+if redis.call('GET', KEYS[1]) == 'p' then
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  redis.call('HDEL', KEYS[3], ARGV[1])
+  redis.call('ZREM', KEYS[4], ARGV[1])
 end
-redis.call('SET', KEYS[1], 'd', 'PX', ARGV[3])
+redis.call('SET', KEYS[1], 'd', 'PX', ARGV[2])
 return 1
 """
 
-# KEYS: lock key. ARGV: owner, ttl ms. Same owner extends; another live owner keeps it.
-_LOCK_LUA = """
-local cur = redis.call('GET', KEYS[1])
-if cur and cur ~= ARGV[1] then
-  return 0
-end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 1
-"""
-
-# KEYS: lock key. ARGV: owner. Deletes only the owner's lock.
-_UNLOCK_LUA = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
-
-# KEYS: pending hash, order zset. Returns item JSONs, oldest first.
+# KEYS: pending, order. Returns item JSONs, oldest first.
 _PENDING_LUA = (
     _LUA_HELPERS
     + """
@@ -129,71 +137,46 @@ return hmget_all(KEYS[1], redis.call('ZRANGE', KEYS[2], 0, -1))
 """
 )
 
-# KEYS: pending hash, order zset, claim hash. ARGV: owner, lease ms, limit (-1 = all). Claims the items
-# nobody holds (no lease, or an expired one); returns their JSONs, oldest first.
+# KEYS: pending, order, claim. ARGV: owner, lease ms. Claims the items nobody else holds (no lease, an
+# expired one, or the owner's own); returns their JSONs, oldest first.
 _CLAIM_LUA = (
     _LUA_HELPERS
     + """
-local limit = tonumber(ARGV[3])
 local ids = redis.call('ZRANGE', KEYS[2], 0, -1)
-if #ids == 0 or limit == 0 then
+if #ids == 0 then
   return {}
 end
 local now = now_ms()
-local value = lease_value(ARGV[2], ARGV[1])
+local value = string.format('%d:%s', now + tonumber(ARGV[2]), ARGV[1])
 local leases = hmget_all(KEYS[3], ids)
 local claimed = {}
 for k, id in ipairs(ids) do
   local lease = leases[k]
-  if not lease or tonumber(string.match(lease, '^(%d+):')) <= now then
+  if not lease or lease_owner(lease) == ARGV[1] or tonumber(string.match(lease, '^(%d+):')) <= now then
     redis.call('HSET', KEYS[3], id, value)
     claimed[#claimed + 1] = id
-    if #claimed == limit then
-      break
-    end
   end
 end
 return hmget_all(KEYS[1], claimed)
 """
 )
 
-# ARGV: key prefix, owner, lease ms, msgid... Extends the owner's claims among the msgids that are
-# still pending; another owner's claim and finished items are left alone.
+# KEYS: claim. ARGV: owner, lease ms, msgid... Extends the owner's claims; others are left alone.
 _RENEW_LUA = (
     _LUA_HELPERS
     + """
-local prefix, owner = ARGV[1], ARGV[2]
-local value = lease_value(ARGV[3], owner)
-for k = 4, #ARGV do
-  local id = ARGV[k]
-  local v = redis.call('GET', prefix .. 'seen:' .. id)
-  if v and string.sub(v, 1, 2) == 'p:' then
-    local key = prefix .. 'claim:' .. string.sub(v, 3)
-    local lease = redis.call('HGET', key, id)
-    if lease and string.sub(lease, string.find(lease, ':', 1, true) + 1) == owner then
-      redis.call('HSET', key, id, value)
-    end
+local value = string.format('%d:%s', now_ms() + tonumber(ARGV[2]), ARGV[1])
+for k = 3, #ARGV do
+  local lease = redis.call('HGET', KEYS[1], ARGV[k])
+  if lease and lease_owner(lease) == ARGV[1] then
+    redis.call('HSET', KEYS[1], ARGV[k], value)
   end
 end
 return 0
 """
 )
 
-# KEYS: accounts set. ARGV: key prefix. Lists the kfids whose order zset exists (Redis deletes an
-# empty one) and drops the others: an index built from keys of older versions may hold stale entries.
-_ACCOUNTS_LUA = """
-local out = {}
-for _, kfid in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  if redis.call('EXISTS', ARGV[1] .. 'order:' .. kfid) == 1 then
-    out[#out + 1] = kfid
-  else
-    redis.call('SREM', KEYS[1], kfid)
-  end
-end
-return out
-"""
-
-# KEYS: pull request key. Returns its token and deletes it.
+# KEYS: pull request. Returns its token and deletes it (GETDEL needs Redis 6.2).
 _TAKE_PULL_LUA = """
 local v = redis.call('GET', KEYS[1])
 if v then
@@ -211,23 +194,46 @@ def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
 
 
-def _glob_escape(text: str) -> str:
-    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
+# Answers that pass: a replica being promoted, a cluster failing over or resharding, a server loading
+# its data or out of memory. Other error answers (a script or type error) are bugs and stay errors.
+_TRANSIENT_ANSWERS = (ReadOnlyError, ClusterDownError, TryAgainError, BusyLoadingError, OutOfMemoryError)
+
+
+@contextmanager
+def _unavailable_on_redis_errors() -> Iterator[None]:
+    """Redis errors that can pass become StoreUnavailable; refused credentials a StoreError."""
+    try:
+        yield
+    except (AuthenticationError, AuthorizationError, NoPermissionError) as exc:
+        raise StoreError(
+            f"Redis refused the credentials or permissions of wechatcom_kf_redis_url ({type(exc).__name__})"
+        ) from exc
+    except _TRANSIENT_ANSWERS as exc:
+        raise StoreUnavailable(f"redis: {type(exc).__name__}") from exc
+    except ResponseError:
+        raise
+    except (redis.RedisError, RedisClusterException) as exc:  # connections, timeouts, cluster topology
+        raise StoreUnavailable(f"redis: {type(exc).__name__}") from exc
 
 
 class RedisStore:
-    """:class:`~.base.StateStore` backed by Redis; safe across threads and processes."""
+    """:class:`~.base.StateStore` backed by Redis (one server, or a cluster); thread- and process-safe."""
 
     def __init__(
         self,
-        url_or_client: str | redis.Redis,
+        url_or_client: str | redis.Redis | RedisCluster,
         *,
         prefix: str = "wechatcom_kf:",
         done_ttl_seconds: float = DONE_TTL_SECONDS,
         socket_timeout: float = 5.0,
+        cluster: bool = False,
     ) -> None:
+        if "{" in prefix or "}" in prefix:
+            raise ValueError("wechatcom_kf_redis_prefix must not contain '{' or '}' (they mark hash tags)")
+        self._redis: Any
         if isinstance(url_or_client, str):
-            self._redis = redis.Redis.from_url(
+            make = RedisCluster.from_url if cluster else redis.Redis.from_url
+            self._redis = make(
                 url_or_client, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout
             )
             self._own_client = True
@@ -238,127 +244,161 @@ class RedisStore:
         self._ttl_ms = _ms(done_ttl_seconds)
         self._accept = self._redis.register_script(_ACCEPT_LUA)
         self._finish = self._redis.register_script(_FINISH_LUA)
-        self._lock = self._redis.register_script(_LOCK_LUA)
-        self._unlock = self._redis.register_script(_UNLOCK_LUA)
         self._pending = self._redis.register_script(_PENDING_LUA)
         self._claim = self._redis.register_script(_CLAIM_LUA)
         self._renew = self._redis.register_script(_RENEW_LUA)
-        self._accounts = self._redis.register_script(_ACCOUNTS_LUA)
         self._take_pull = self._redis.register_script(_TAKE_PULL_LUA)
-        self._indexed = False
+        self._indexed: set[str] = set()  # accounts known to be in the index (saves a SADD per page)
+        if not isinstance(self._redis, RedisCluster):
+            with _unavailable_on_redis_errors():
+                migrate_layout_1(self._redis, prefix, self._account_key)
 
-    def _key(self, *parts: str) -> str:
-        return self._prefix + ":".join(parts)
+    def _account_key(self, open_kfid: str, name: str) -> str:
+        return f"{self._prefix}{{{open_kfid}}}:{name}"
+
+    def _global_key(self, name: str) -> str:
+        return self._prefix + name
+
+    # --- Inbox ------------------------------------------------------------------------------------
 
     def load_cursor(self, open_kfid: str) -> str | None:
-        value = self._redis.get(self._key("cursor", open_kfid))
+        with _unavailable_on_redis_errors():
+            value = self._redis.get(self._account_key(open_kfid, "cursor"))
         return None if value is None else _text(value)
 
     def accept_page(
         self,
         open_kfid: str,
         next_cursor: str | None,
-        new_items: list[dict[str, Any]],
+        new_items: Sequence[RawItem],
         skipped_ids: Sequence[str] = (),
-        owner: str | None = None,
+        owner: str = "",
         lease_seconds: float = CLAIM_LEASE_SECONDS,
-    ) -> list[dict[str, Any]]:
-        by_id: dict[str, dict[str, Any]] = {}
-        argv: list[Any] = [
-            self._key("seen", ""),
-            open_kfid,
-            self._ttl_ms,
-            "0" if next_cursor is None else "1",
-            next_cursor or "",
-            owner or "",
-            _ms(lease_seconds),
-            len(new_items),
-        ]
+    ) -> list[RawItem]:
+        by_id: dict[str, RawItem] = {}
+        argv: list[Any] = [self._ttl_ms, "0" if next_cursor is None else "1", next_cursor or "", owner]
+        argv += [_ms(lease_seconds), len(new_items), len(skipped_ids)]
+        seen_keys: list[str] = []
         for item in new_items:
             msgid = item.get("msgid")
             if not isinstance(msgid, str):
                 raise ValueError("every item needs a string msgid")
             by_id.setdefault(msgid, item)
             argv += [msgid, json.dumps(item, ensure_ascii=False)]
-        argv.append(len(skipped_ids))
+            seen_keys.append(self._account_key(open_kfid, "seen:" + msgid))
         argv += list(skipped_ids)
-        keys = [
-            self._key("cursor", open_kfid),
-            self._key("pending", open_kfid),
-            self._key("order", open_kfid),
-            self._key("seq"),
-            self._key("claim", open_kfid),
-            self._key("accounts"),
-        ]
-        accepted = self._accept(keys=keys, args=argv)
-        return [by_id[_text(msgid)] for msgid in accepted]
+        seen_keys += [self._account_key(open_kfid, "seen:" + msgid) for msgid in skipped_ids]
+        keys = [self._account_key(open_kfid, name) for name in ("cursor", "pending", "order", "seq", "claim")]
+        with _unavailable_on_redis_errors():
+            accepted = self._accept(keys=keys + seen_keys, args=argv)
+            self._index(open_kfid)
+        return [dict(by_id[_text(msgid)]) for msgid in accepted]
 
-    def pending(self, open_kfid: str) -> list[dict[str, Any]]:
-        rows = self._pending(keys=[self._key("pending", open_kfid), self._key("order", open_kfid)])
+    def _index(self, open_kfid: str) -> None:
+        if open_kfid not in self._indexed:
+            self._redis.sadd(self._global_key("accounts"), open_kfid)
+            self._indexed.add(open_kfid)
+
+    def pending(self, open_kfid: str) -> list[RawItem]:
+        keys = [self._account_key(open_kfid, "pending"), self._account_key(open_kfid, "order")]
+        with _unavailable_on_redis_errors():
+            rows = self._pending(keys=keys)
         return [json.loads(_text(row)) for row in rows if row is not None]
+
+    def known_accounts(self) -> list[str]:
+        """The indexed accounts that have a cursor or pending items (the index may hold others)."""
+        with _unavailable_on_redis_errors():
+            members = sorted(_text(kfid) for kfid in self._redis.smembers(self._global_key("accounts")))
+            return [
+                kfid
+                for kfid in members
+                if self._redis.exists(self._account_key(kfid, "cursor"))
+                or self._redis.zcard(self._account_key(kfid, "order"))
+            ]
 
     def pending_accounts(self) -> list[str]:
-        self._index_accounts_once()
-        kfids = self._accounts(keys=[self._key("accounts")], args=[self._prefix])
-        return sorted(_text(kfid) for kfid in kfids)
+        with _unavailable_on_redis_errors():
+            members = sorted(_text(kfid) for kfid in self._redis.smembers(self._global_key("accounts")))
+            return [kfid for kfid in members if self._redis.zcard(self._account_key(kfid, "order"))]
 
-    def claim_pending(
-        self, open_kfid: str, owner: str, lease_seconds: float, limit: int | None = None
-    ) -> list[dict[str, Any]]:
-        if limit is not None and limit < 0:
-            raise ValueError("limit must be None or >= 0")
-        keys = [self._key("pending", open_kfid), self._key("order", open_kfid), self._key("claim", open_kfid)]
-        rows = self._claim(keys=keys, args=[owner, _ms(lease_seconds), -1 if limit is None else limit])
+    def claim_pending(self, open_kfid: str, owner: str, lease_seconds: float) -> list[RawItem]:
+        keys = [self._account_key(open_kfid, name) for name in ("pending", "order", "claim")]
+        with _unavailable_on_redis_errors():
+            rows = self._claim(keys=keys, args=[owner, _ms(lease_seconds)])
         return [json.loads(_text(row)) for row in rows if row is not None]
 
-    def renew_claims(self, owner: str, msgids: Sequence[str], lease_seconds: float) -> None:
+    def renew_claims(self, open_kfid: str, owner: str, msgids: Sequence[str], lease_seconds: float) -> None:
         if msgids:
-            self._renew(args=[self._prefix, owner, _ms(lease_seconds), *msgids])
+            with _unavailable_on_redis_errors():
+                self._renew(
+                    keys=[self._account_key(open_kfid, "claim")], args=[owner, _ms(lease_seconds), *msgids]
+                )
 
-    def request_pull(self, open_kfid: str, token: str) -> None:
-        self._redis.set(self._key("pull", open_kfid), token, px=_ms(PULL_REQUEST_TTL_SECONDS))
+    def finish(self, open_kfid: str, msgid: str) -> None:
+        keys = [self._account_key(open_kfid, "seen:" + msgid)]
+        keys += [self._account_key(open_kfid, name) for name in ("pending", "claim", "order")]
+        with _unavailable_on_redis_errors():
+            self._finish(keys=keys, args=[msgid, self._ttl_ms])
 
-    def take_pull_request(self, open_kfid: str) -> str | None:
-        value = self._take_pull(keys=[self._key("pull", open_kfid)])
-        return None if value is None else _text(value)
+    # --- AccountLocks -------------------------------------------------------------------------------
 
-    def _index_accounts_once(self) -> None:
-        """Add accounts that got pending items before the ``accounts`` set existed (older versions)."""
-        if self._indexed:
-            return
-        marker = self._key("accounts_indexed")
-        if not self._redis.exists(marker):
-            head = len(self._key("order", ""))
-            pattern = _glob_escape(self._key("order", "")) + "*"
-            for name in self._redis.scan_iter(match=pattern, count=1000):
-                self._redis.sadd(self._key("accounts"), _text(name)[head:])
-            self._redis.set(marker, "1")
-        self._indexed = True
-
-    def finish(self, msgid: str) -> None:
-        self._finish(keys=[self._key("seen", msgid)], args=[self._prefix, msgid, self._ttl_ms])
-
-    def get_flag(self, key: str) -> str | None:
-        value = self._redis.get(self._key("flag", key))
-        return None if value is None else _text(value)
-
-    def set_flag(self, key: str, value: str | None, ttl_seconds: float | None) -> None:
-        name = self._key("flag", key)
-        if value is None:
-            self._redis.delete(name)
-        elif ttl_seconds is None:
-            self._redis.set(name, value)
-        else:
-            self._redis.set(name, value, px=_ms(ttl_seconds))
+    def _lock(self, open_kfid: str, ttl_seconds: float) -> Any:
+        return self._redis.lock(
+            self._account_key(open_kfid, "lock"), timeout=ttl_seconds, blocking=False, thread_local=False
+        )
 
     def try_lock(self, open_kfid: str, owner: str, ttl_seconds: float) -> bool:
-        return bool(self._lock(keys=[self._key("lock", open_kfid)], args=[owner, _ms(ttl_seconds)]))
+        lock = self._lock(open_kfid, ttl_seconds)
+        with _unavailable_on_redis_errors():
+            if lock.acquire(token=owner):
+                return True
+            lock.local.token = owner.encode("utf-8")
+            try:
+                lock.reacquire()  # ours already: extend it to ttl_seconds
+            except LockError:
+                return False
+            return True
 
     def unlock(self, open_kfid: str, owner: str) -> None:
-        self._unlock(keys=[self._key("lock", open_kfid)], args=[owner])
+        lock = self._lock(open_kfid, 1.0)
+        lock.local.token = owner.encode("utf-8")
+        # Not ours (expired and taken by another): nothing to release.
+        with _unavailable_on_redis_errors(), contextlib.suppress(LockError):
+            lock.release()
+
+    def request_pull(self, open_kfid: str, token: str) -> None:
+        with _unavailable_on_redis_errors():
+            self._redis.set(self._account_key(open_kfid, "pull"), token, px=_ms(PULL_REQUEST_TTL_SECONDS))
+
+    def take_pull_request(self, open_kfid: str) -> str | None:
+        with _unavailable_on_redis_errors():
+            value = self._take_pull(keys=[self._account_key(open_kfid, "pull")])
+        return None if value is None else _text(value)
+
+    # --- KeyValues ----------------------------------------------------------------------------------
+
+    def get_value(self, key: str) -> str | None:
+        with _unavailable_on_redis_errors():
+            value = self._redis.get(self._global_key("value:" + key))
+        return None if value is None else _text(value)
+
+    def set_value(self, key: str, value: str | None, ttl_seconds: float | None) -> None:
+        name = self._global_key("value:" + key)
+        with _unavailable_on_redis_errors():
+            if value is None:
+                self._redis.delete(name)
+            elif ttl_seconds is None:
+                self._redis.set(name, value)
+            else:
+                self._redis.set(name, value, px=_ms(ttl_seconds))
+
+    # --- lifecycle ----------------------------------------------------------------------------------
 
     def flush(self) -> None:
         """Every call is already applied on the server; nothing is buffered here."""
+
+    def maintain(self) -> None:
+        """Redis expires keys itself."""
 
     def close(self) -> None:
         if self._own_client:

@@ -27,15 +27,16 @@ from channel.wechatcom_kf.errors import (
     KfSessionStateInvalid,
     KfSyncTokenInvalid,
 )
+from channel.wechatcom_kf.retry import RetryPolicy
 from sandbox.emulator import WeComEmulator
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 
 
-def make_api(emu: WeComEmulator, **kwargs: Any) -> KfApi:
-    options: dict[str, Any] = {"timeout": 5.0, "backoff_base": 0.001, "backoff_cap": 0.01}
-    options.update(kwargs)
-    return KfApi(emu.corp_id, emu.secret, api_base=emu.api_base, **options)
+def make_api(emu: WeComEmulator, attempts: int = 5, **kwargs: Any) -> KfApi:
+    """A client whose inline retries (the calls other than sync_msg/send_msg/upload) are quick."""
+    quick = RetryPolicy(base=0.001, cap=0.01, max_attempts=attempts)
+    return KfApi(emu.corp_id, emu.secret, api_base=emu.api_base, timeout=5.0, quick=quick, **kwargs)
 
 
 @pytest.fixture
@@ -125,7 +126,7 @@ def test_persistently_rejected_token_fails_after_one_refresh(emu: WeComEmulator,
 
 
 def test_wrong_secret_is_a_credential_error_and_not_retried(emu: WeComEmulator):
-    bad = KfApi(emu.corp_id, "not-the-secret-at-all", api_base=emu.api_base, backoff_base=0.001)
+    bad = KfApi(emu.corp_id, "not-the-secret-at-all", api_base=emu.api_base)
     with pytest.raises(KfCredentialError) as info:
         bad.batchget_customer(["wm1"])
     assert info.value.errcode == 40001
@@ -144,8 +145,8 @@ def test_rate_limit_burst_is_retried_then_succeeds(emu: WeComEmulator, api: KfAp
     assert outcomes(emu, "kf/customer/batchget") == [45009, 45009, 45009, 0]
 
 
-def test_retries_are_bounded_by_max_attempts(emu: WeComEmulator):
-    api = make_api(emu, max_attempts=3)
+def test_retries_are_bounded_by_the_policy(emu: WeComEmulator):
+    api = make_api(emu, attempts=3)
     emu.faults.rate_limit_next(10, "kf/customer/batchget")
     with pytest.raises(KfRateLimited):
         api.batchget_customer([emu.add_customer()])
@@ -160,7 +161,7 @@ def test_retries_are_bounded_by_max_attempts(emu: WeComEmulator):
 
 @pytest.mark.parametrize("knob", ["error_5xx_rate", "drop_rate"])
 def test_server_errors_and_dropped_connections_are_retried(emu: WeComEmulator, knob: str):
-    api = make_api(emu, max_attempts=12)
+    api = make_api(emu, attempts=12)
     user = emu.add_customer()
     api.batchget_customer([user])  # token first, so faults hit only the calls counted below
     emu.faults.seed(7)
@@ -175,17 +176,21 @@ def test_server_errors_and_dropped_connections_are_retried(emu: WeComEmulator, k
     api.close()
 
 
-def test_send_without_msgid_is_not_resent_after_a_dropped_connection(emu: WeComEmulator, api: KfApi):
+def test_send_and_sync_are_tried_once_their_callers_retry(emu: WeComEmulator, api: KfApi):
+    """One level of retries per operation: the delivery retries sends, the pull job retries pulls."""
     user = customer_wrote(emu)
     api.get_service_state(emu.default_kfid, user)  # token first
     emu.faults.drop_rate = 1.0
     with pytest.raises(KfNetworkError) as info:
-        api.send_msg(user, emu.default_kfid, "text", {"content": "hi"})
-    assert info.value.ambiguous
+        api.send_msg(user, emu.default_kfid, "text", {"content": "hi"}, msgid="m1_0")
+    assert info.value.ambiguous and info.value.retryable
     assert outcomes(emu, "kf/send_msg") == ["dropped"]
     with pytest.raises(KfNetworkError):
-        api.send_msg(user, emu.default_kfid, "text", {"content": "hi"}, msgid="m1_0")
-    assert outcomes(emu, "kf/send_msg") == ["dropped"] * 6  # with a msgid a resend is safe
+        api.sync_msg(emu.default_kfid, None, None)
+    assert outcomes(emu, "kf/sync_msg") == ["dropped"]
+    with pytest.raises(KfNetworkError):
+        api.get_service_state(emu.default_kfid, user)
+    assert outcomes(emu, "kf/service_state/get") == [0] + ["dropped"] * 5  # inline: retried
 
 
 def test_session_state_refusal_is_not_retried(emu: WeComEmulator, api: KfApi):
@@ -317,7 +322,7 @@ def test_content_disposition_parsing(header: str, name: str | None):
 
 def test_secrets_never_reach_logs_or_exception_texts(emu: WeComEmulator, caplog: pytest.LogCaptureFixture):
     caplog.set_level(logging.DEBUG)
-    api = make_api(emu, max_attempts=2)
+    api = make_api(emu, attempts=2)
     user = customer_wrote(emu)
     texts: list[str] = []
     api.send_msg(user, emu.default_kfid, "text", {"content": "hi"}, msgid="s1_0")
@@ -419,7 +424,7 @@ def test_environment_proxy_is_read_once_and_used(emu: WeComEmulator, no_proxy_en
         url = f"http://127.0.0.1:{proxy.server_address[1]}"
         no_proxy_env.setenv("HTTP_PROXY", url)
         no_proxy_env.setenv("HTTPS_PROXY", url)
-        client = make_api(emu, max_attempts=1)
+        client = make_api(emu, attempts=1)
         no_proxy_env.delenv("HTTP_PROXY")  # read when the session was built, not per call
         try:
             session = client._t.session
@@ -439,7 +444,7 @@ def test_no_proxy_covering_loopback_reaches_the_emulator_directly(
         url = f"http://127.0.0.1:{proxy.server_address[1]}"
         no_proxy_env.setenv("HTTP_PROXY", url)
         no_proxy_env.setenv("NO_PROXY", "localhost,127.0.0.1")
-        client = make_api(emu, max_attempts=1)
+        client = make_api(emu, attempts=1)
         try:
             assert client._t.session.proxies == {}
             user = customer_wrote(emu)

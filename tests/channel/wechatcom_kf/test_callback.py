@@ -12,14 +12,14 @@ import pytest
 import requests
 from wechatpy.enterprise.crypto import WeChatCrypto
 
-from channel.wechatcom_kf import http_server
-from channel.wechatcom_kf.callback import (
+from channel.wechatcom_kf.edge import http_server
+from channel.wechatcom_kf.edge.callback import (
     MAX_BODY_BYTES,
     CallbackHandler,
     MalformedXml,
     parse_xml_fields,
 )
-from channel.wechatcom_kf.http_server import CallbackServer
+from channel.wechatcom_kf.edge.http_server import CallbackServer
 from sandbox.emulator.crypto import signature
 
 TOKEN = "callbacktoken123"

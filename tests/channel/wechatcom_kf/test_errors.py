@@ -1,10 +1,10 @@
-"""The errcode -> exception mapping, redaction and operator hints."""
+"""The errcode (+ errmsg) -> exception mapping, redaction and operator hints."""
 
 from __future__ import annotations
 
 import pytest
 
-from channel.wechatcom_kf import errors
+from channel.wechatcom_kf import redaction
 from channel.wechatcom_kf.errors import (
     KfAccessTokenInvalid,
     KfApiError,
@@ -24,9 +24,8 @@ from channel.wechatcom_kf.errors import (
     describe_fail_type,
     errcode_hint,
     error_for,
-    redact,
-    register_secret,
 )
+from channel.wechatcom_kf.redaction import redact, register_secret
 
 
 @pytest.mark.parametrize(
@@ -66,10 +65,33 @@ def test_send_refusals_share_a_base():
         assert isinstance(error_for(errcode, "", "kf/send_msg"), KfSendForbidden)
 
 
-def test_40058_is_a_duplicate_only_when_our_msgid_was_sent():
+def test_a_refusal_is_a_duplicate_only_when_our_msgid_was_sent_and_its_text_says_so():
     assert type(error_for(40058, "msgid exists", "kf/send_msg", msgid_sent=True)) is KfDuplicateMsgId
-    assert type(error_for(40058, "invalid parameter", "kf/send_msg")) is KfApiError
+    # WeCom appends hints to errmsg; the public report quotes a Chinese text (code UNCONFIRMED).
+    wecom_style = "msg_id重复, hint: [1700000000_1_abc], from ip: 1.2.3.4, more info at https://x?e=40058"
+    assert type(error_for(40058, wecom_style, "kf/send_msg", msgid_sent=True)) is KfDuplicateMsgId
+    assert type(error_for(40058, "msgid exists", "kf/send_msg")) is KfApiError  # no msgid of ours
     assert type(error_for(95001, "", "kf/send_msg", msgid_sent=True)) is KfSendLimitReached
+
+
+@pytest.mark.parametrize(
+    "errmsg",
+    [
+        "content length 2049 out of range [1, 2048] bytes",  # the emulator, for a too-long text
+        "invalid msgid",  # the emulator, for a malformed msgid
+        "invalid parameter",
+        "",
+    ],
+)
+def test_a_40058_that_is_not_about_a_reused_msgid_is_a_failure_not_a_delivery(errmsg: str):
+    err = error_for(40058, errmsg, "kf/send_msg", msgid_sent=True)
+    assert type(err) is KfApiError
+    assert not err.retryable
+
+
+def test_a_too_long_text_at_wecom_is_a_failure():
+    err = error_for(45002, "content size out of limit", "kf/send_msg", msgid_sent=True)
+    assert type(err) is KfApiError and "2048" in str(err)
 
 
 def test_network_error_is_retryable_and_ambiguous_by_default():
@@ -99,10 +121,10 @@ def test_registered_secrets_are_removed_everywhere():
 
 
 def test_secret_registry_is_bounded():
-    for i in range(errors._MAX_SECRETS * 3):
+    for i in range(redaction._MAX_SECRETS * 3):
         register_secret(f"rotating-token-{i:04d}")
-    assert len(errors._secrets) == errors._MAX_SECRETS
-    assert redact(f"rotating-token-{errors._MAX_SECRETS * 3 - 1:04d}") == "***"
+    assert len(redaction._secrets) == redaction._MAX_SECRETS
+    assert redact(f"rotating-token-{redaction._MAX_SECRETS * 3 - 1:04d}") == "***"
 
 
 def test_exception_texts_are_redacted():

@@ -1,4 +1,8 @@
-"""One sync_msg item -> WechatComKfMessage, for every msgtype of the fact sheet (§2)."""
+"""One sync_msg item -> ``parse_item`` -> WechatComKfMessage, for every msgtype of the fact sheet (§2).
+
+Only customer messages (``CustomerMessage``) become a WechatComKfMessage; what is not one is sorted
+out by ``parse_item`` (checked at the end of this file).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,14 @@ import pytest
 
 from bridge.context import ContextType
 from channel.wechatcom_kf.api import DownloadedMedia
+from channel.wechatcom_kf.inbound.items import (
+    CustomerMessage,
+    EnterSession,
+    Item,
+    ServicerMessage,
+    UnusableItem,
+    parse_item,
+)
 from channel.wechatcom_kf.wechatcom_kf_message import WechatComKfMessage, session_key
 
 KFID = "wkAJ2GCAAAZSfhHCt7IFSvLKtMPxyJTw"
@@ -53,13 +65,22 @@ class LocalFetcher:
         return self.files[media_id]
 
 
-def make(raw: dict[str, Any], tmp_path: Path, fetcher: LocalFetcher | None = None) -> WechatComKfMessage:
-    return WechatComKfMessage(raw, fetcher or LocalFetcher({}), tmp_path / "media")
+def customer(raw: dict[str, Any], open_kfid: str = KFID) -> CustomerMessage:
+    parsed = parse_item(raw, open_kfid)
+    assert isinstance(parsed, CustomerMessage)
+    return parsed
+
+
+def make(
+    raw: dict[str, Any], tmp_path: Path, fetcher: LocalFetcher | None = None, open_kfid: str = KFID
+) -> WechatComKfMessage:
+    return WechatComKfMessage(customer(raw, open_kfid), fetcher or LocalFetcher({}), tmp_path / "media")
 
 
 def test_text_message_fields(tmp_path: Path) -> None:
     raw = item("text", {"content": "你好，请问发货了吗", "menu_id": "101"}, msgid="from_msgid_1")
-    msg = make(raw, tmp_path)
+    parsed = customer(raw)
+    msg = WechatComKfMessage(parsed, LocalFetcher({}), tmp_path / "media")
     assert msg.ctype == ContextType.TEXT
     assert msg.content == "你好，请问发货了吗"
     assert msg.menu_id == "101"
@@ -69,7 +90,9 @@ def test_text_message_fields(tmp_path: Path) -> None:
     assert (msg.open_kfid, msg.external_userid, msg.msgtype) == (KFID, USER, "text")
     assert msg.other_user_id == session_key(KFID, USER) == f"{KFID}:{USER}"
     assert msg.is_group is False
-    assert msg.raw is raw
+    assert msg.origin == 3
+    assert msg.item is parsed and msg.item.raw is raw
+    assert msg._rawmsg is parsed  # what CoW calls the raw message
     assert not msg.is_attachment
 
 
@@ -78,9 +101,17 @@ def test_text_without_menu_id_has_none(tmp_path: Path) -> None:
 
 
 def test_sessions_are_isolated_per_account(tmp_path: Path) -> None:
-    a = make(item("text", {"content": "x"}), tmp_path)
-    b = make(item("text", {"content": "x"}, open_kfid="wkOTHER"), tmp_path)
+    raw = item("text", {"content": "x"})
+    a = make(raw, tmp_path)
+    b = make(raw, tmp_path, open_kfid="wkOTHER")  # the same customer writing to another account
     assert a.other_user_id != b.other_user_id
+    assert (b.open_kfid, b.to_user_id) == ("wkOTHER", "wkOTHER")
+
+
+def test_the_account_is_the_one_pulled_from_whatever_the_item_says(tmp_path: Path) -> None:
+    msg = make(item("text", {"content": "x"}, open_kfid="wkFORGED"), tmp_path)
+    assert msg.open_kfid == KFID
+    assert msg.other_user_id == session_key(KFID, USER)
 
 
 @pytest.mark.parametrize(
@@ -279,17 +310,61 @@ def test_documented_but_unsupported_types_get_a_polite_text(tmp_path: Path, msgt
     [
         "not a dict",
         None,
-        {"open_kfid": KFID, "external_userid": USER, "msgtype": "text", "text": {"content": "x"}},
-        {"msgid": "m1", "external_userid": USER, "msgtype": "text"},
-        {"msgid": "m1", "open_kfid": KFID, "msgtype": "text"},
-        {"msgid": "m1", "open_kfid": KFID, "external_userid": USER},
-        {"msgid": 12, "open_kfid": KFID, "external_userid": USER, "msgtype": "text"},
-        {"msgid": "m1", "origin": 4, "msgtype": "event", "event": {"event_type": "enter_session"}},
+        [],
+        {"open_kfid": KFID, "external_userid": USER, "origin": 3, "msgtype": "text", "text": {}},
+        {"msgid": 12, "external_userid": USER, "origin": 3, "msgtype": "text"},
+        {"msgid": "", "external_userid": USER, "origin": 3, "msgtype": "text"},
+        {"msgid": None, "origin": 4, "msgtype": "event", "event": {"event_type": "enter_session"}},
     ],
 )
-def test_malformed_items_raise_a_clear_value_error(tmp_path: Path, raw: Any) -> None:
-    with pytest.raises(ValueError, match="sync_msg item"):
-        make(raw, tmp_path)
+def test_items_without_a_msgid_are_not_items(raw: Any) -> None:
+    assert parse_item(raw, KFID) is None  # nothing could record them as handled
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ({"msgid": "m1", "origin": 3, "msgtype": "text"}, "no external_userid"),
+        ({"msgid": "m1", "origin": 3, "external_userid": 7, "msgtype": "text"}, "no external_userid"),
+        ({"msgid": "m1", "external_userid": USER, "msgtype": "text"}, "origin None"),
+        ({"msgid": "m1", "external_userid": USER, "origin": 9, "msgtype": "text"}, "origin 9"),
+        ({"msgid": "m1", "external_userid": USER, "origin": 3}, "no msgtype"),
+        ({"msgid": "m1", "external_userid": USER, "origin": 3, "msgtype": 5}, "no msgtype"),
+        ({"msgid": "m1", "origin": 4, "msgtype": "event"}, "event without a body"),
+        ({"msgid": "m1", "origin": 4, "msgtype": "text", "event": "x"}, "event without a body"),
+    ],
+)
+def test_items_that_are_no_customer_message_become_unusable_items(raw: dict[str, Any], reason: str) -> None:
+    parsed = parse_item(raw, KFID)
+    assert isinstance(parsed, UnusableItem)
+    assert (parsed.msgid, parsed.open_kfid, parsed.reason) == ("m1", KFID, reason)
+
+
+@pytest.mark.parametrize(
+    ("raw", "kind"),
+    [
+        (
+            {"msgid": "m1", "origin": 4, "msgtype": "event", "event": {"event_type": "enter_session"}},
+            EnterSession,
+        ),
+        (
+            {
+                "msgid": "m1",
+                "origin": 5,
+                "external_userid": USER,
+                "msgtype": "text",
+                "text": {"content": "x"},
+            },
+            ServicerMessage,
+        ),
+    ],
+)
+def test_events_and_receptionist_messages_are_not_customer_messages(
+    raw: dict[str, Any], kind: type[Item]
+) -> None:
+    parsed = parse_item(raw, KFID)
+    assert type(parsed) is kind
+    assert not isinstance(parsed, CustomerMessage)
 
 
 @pytest.mark.parametrize("body", [None, "text", [], {"content": None}, {"content": 5}])
@@ -307,6 +382,7 @@ def test_structured_types_with_empty_or_broken_bodies_still_render(tmp_path: Pat
         assert msg.content.startswith("[")
 
 
-def test_bad_send_time_falls_back_to_now(tmp_path: Path) -> None:
-    msg = make(item("text", {"content": "x"}, send_time="yesterday"), tmp_path)
-    assert isinstance(msg.create_time, int) and msg.create_time > 1_600_000_000
+@pytest.mark.parametrize("send_time", ["yesterday", None, 0, -5, True, 1.5e9])
+def test_bad_send_time_falls_back_to_now(tmp_path: Path, send_time: Any) -> None:
+    msg = make(item("text", {"content": "x"}, send_time=send_time), tmp_path)
+    assert isinstance(msg.create_time, int) and msg.create_time > 1_700_000_000

@@ -7,7 +7,6 @@ import re
 import stat
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from PIL import Image
@@ -15,21 +14,23 @@ from wechatpy.enterprise.crypto import WeChatCrypto
 
 from bridge.context import ContextType
 from channel.wechatcom_kf.api import KfApi
+from channel.wechatcom_kf.inbound.items import CustomerMessage, parse_item
 from channel.wechatcom_kf.inbound.turns import Turn, TurnAssembler
 from channel.wechatcom_kf.wechatcom_kf_message import WechatComKfMessage
+from channel.wechatcom_kf.workers import KeyedWorkers
 from sandbox.emulator import WeComEmulator
 
 
 @pytest.fixture
 def api(emu: WeComEmulator) -> Iterator[KfApi]:
-    client = KfApi(emu.corp_id, emu.secret, api_base=emu.api_base, timeout=5.0, max_attempts=2)
+    client = KfApi(emu.corp_id, emu.secret, api_base=emu.api_base, timeout=5.0)
     try:
         yield client
     finally:
         client.close()
 
 
-def pull_customer_items(emu: WeComEmulator, api: KfApi) -> list[dict[str, Any]]:
+def pull_customer_items(emu: WeComEmulator, api: KfApi) -> list[CustomerMessage]:
     """Pull like the channel does: decrypt a real signed callback for its Token, then sync_msg."""
     params, body = emu.encrypt_callback(emu.default_kfid)
     crypto = WeChatCrypto(emu.callback_token, emu.aes_key, emu.corp_id)
@@ -37,7 +38,8 @@ def pull_customer_items(emu: WeComEmulator, api: KfApi) -> list[dict[str, Any]]:
     match = re.search(r"<Token><!\[CDATA\[(.*?)\]\]></Token>", xml)
     assert match is not None
     page = api.sync_msg(emu.default_kfid, None, match.group(1))
-    return [item for item in page.msg_list if item.get("origin") == 3]
+    items = [parse_item(raw, emu.default_kfid) for raw in page.msg_list]
+    return [item for item in items if isinstance(item, CustomerMessage)]
 
 
 def png_bytes() -> bytes:
@@ -59,11 +61,13 @@ def test_media_from_the_emulator_is_saved_safely(emu: WeComEmulator, api: KfApi,
     assert [m.msgtype for m in messages] == ["image", "file", "image", "text"]
 
     turns: list[Turn] = []
-    assembler = TurnAssembler(60.0, turns.append)
+    workers = KeyedWorkers("test-customer", 1)
+    assembler = TurnAssembler(workers, 60.0, turns.append)
     for message in messages:
-        assembler.submit(message)
-    assembler.close()
+        assert assembler.submit(message)
+    assert workers.wait_idle(10)  # the question took the attachments along: no window waits
     assert len(turns) == 1
+    workers.shutdown(5)
     turns[0].prepare()
     image, doc, too_big, _ = messages
 

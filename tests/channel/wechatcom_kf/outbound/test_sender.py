@@ -1,4 +1,4 @@
-"""ReplySender against the real KfApi client and the WeCom emulator, over real HTTP on loopback."""
+"""PartSender against the real KfApi client and the WeCom emulator, over real HTTP on loopback."""
 
 import io
 
@@ -7,23 +7,16 @@ from PIL import Image
 
 from bridge.reply import Reply, ReplyType
 from channel.wechatcom_kf.api import KfApi
-from channel.wechatcom_kf.errors import KfApiError, KfSendLimitReached, KfSessionStateInvalid
+from channel.wechatcom_kf.errors import KfApiError, KfNetworkError, KfSendLimitReached, KfSessionStateInvalid
 from channel.wechatcom_kf.outbound.media import MediaUpload
 from channel.wechatcom_kf.outbound.msgid import make_msgid
 from channel.wechatcom_kf.outbound.planner import OutboundPart, plan_reply, text_part
-from channel.wechatcom_kf.outbound.sender import ReplySender
-
-
-def _up(part: OutboundPart) -> MediaUpload:
-    assert part.upload is not None
-    return part.upload
+from channel.wechatcom_kf.outbound.sender import Accepted, PartSender
 
 
 @pytest.fixture
 def api(emu):
-    client = KfApi(
-        emu.corp_id, emu.secret, api_base=emu.api_base, timeout=5, max_attempts=2, backoff_base=0.01
-    )
+    client = KfApi(emu.corp_id, emu.secret, api_base=emu.api_base, timeout=5)
     yield client
     client.close()
 
@@ -34,95 +27,89 @@ def _customer(emu, text="你好"):
     return user, inbound
 
 
-def _send_calls(emu, user):
-    return [
-        entry
-        for entry in emu.protocol_log()
-        if entry["api"] == "kf/send_msg" and entry["request"].get("body", {}).get("touser") == user
-    ]
+def _send(sender, emu, user, part, msgid, notice_sent=False):
+    return sender.send(part, touser=user, open_kfid=emu.default_kfid, msgid=msgid, notice_sent=notice_sent)
 
 
-def test_three_text_parts_with_deterministic_msgids_then_resend_is_duplicates(emu, api):
+def test_a_part_is_sent_with_its_msgid_and_a_resend_is_recognised(emu, api):
     user, inbound = _customer(emu)
-    parts = [text_part("第一段"), text_part("第二段"), text_part("第三段")]
-    sender = ReplySender(api)
-    first = sender.send(parts, touser=user, open_kfid=emu.default_kfid, msgid_base=inbound)
-    assert (first.sent, first.skipped_duplicates, first.stopped_by) == (3, 0, None)
-    sends = emu.sends_to(user)
-    assert [s.text for s in sends] == ["第一段", "第二段", "第三段"]
-    assert [s.msgid for s in sends] == [make_msgid(inbound, i) for i in range(3)]
-
-    again = sender.send(parts, touser=user, open_kfid=emu.default_kfid, msgid_base=inbound)
-    assert (again.sent, again.duplicates, again.stopped_by) == (0, 3, None)
-    assert again.delivered == 3
-    assert [s.text for s in emu.sends_to(user)] == ["第一段", "第二段", "第三段"]
+    sender = PartSender(api)
+    msgid = make_msgid(inbound, 0)
+    assert _send(sender, emu, user, text_part("第一段"), msgid) is Accepted.SENT
+    assert _send(sender, emu, user, text_part("第一段"), msgid) is Accepted.DUPLICATE
+    assert [(s.text, s.msgid) for s in emu.sends_to(user)] == [("第一段", msgid)]
 
 
-def test_taken_over_session_stops_after_one_call(emu, api):
+def test_a_too_long_text_is_a_failure_not_a_duplicate(emu, api):
+    """The emulator answers 40058 for a 2,049-byte text, the same code as for a reused msgid."""
     user, inbound = _customer(emu)
-    emu.take_over(emu.default_kfid, user, notify=False)
-    parts = [text_part("一"), text_part("二"), text_part("三")]
-    outcome = ReplySender(api).send(parts, touser=user, open_kfid=emu.default_kfid, msgid_base=inbound)
-    assert outcome.sent == 0 and outcome.skipped_duplicates == 0
-    assert isinstance(outcome.stopped_by, KfSessionStateInvalid)
-    assert outcome.stopped_by.errcode == 95018
-    assert len(_send_calls(emu, user)) == 1
+    with pytest.raises(KfApiError) as info:
+        _send(PartSender(api), emu, user, text_part("字" * 683), make_msgid(inbound, 0))  # 2,049 bytes
+    assert info.value.errcode == 40058 and not info.value.retryable
     assert emu.sends_to(user) == []
 
 
-def test_sixth_part_stops_on_the_send_limit(emu, api):
+def test_refusals_are_raised_with_their_type(emu, api):
     user, inbound = _customer(emu)
-    parts = [text_part(f"第{n}条") for n in range(7)]
-    outcome = ReplySender(api).send(parts, touser=user, open_kfid=emu.default_kfid, msgid_base=inbound)
-    assert outcome.sent == 5
-    assert isinstance(outcome.stopped_by, KfSendLimitReached)
-    assert len(_send_calls(emu, user)) == 6
+    sender = PartSender(api)
+    for n in range(5):
+        assert _send(sender, emu, user, text_part(f"第{n}条"), make_msgid(inbound, n)) is Accepted.SENT
+    with pytest.raises(KfSendLimitReached):
+        _send(sender, emu, user, text_part("第6条"), make_msgid(inbound, 5))
+    emu.take_over(emu.default_kfid, user, notify=False)
+    with pytest.raises(KfSessionStateInvalid):
+        _send(sender, emu, user, text_part("人工了"), make_msgid(inbound, 6))
 
 
-def test_media_parts_uploaded_and_sent(emu, api, tmp_path):
+def test_a_transient_failure_is_raised_as_retryable(emu, api):
+    user, inbound = _customer(emu)
+    api.get_service_state(emu.default_kfid, user)  # a token first
+    emu.faults.error_5xx_rate = 1.0
+    with pytest.raises(KfNetworkError) as info:
+        _send(PartSender(api), emu, user, text_part("你好"), make_msgid(inbound, 0))
+    assert info.value.retryable
+
+
+def test_media_parts_are_uploaded_and_sent(emu, api, tmp_path):
     user, inbound = _customer(emu)
     buf = io.BytesIO()
     Image.new("RGB", (64, 32), (9, 99, 199)).save(buf, format="PNG")
-    parts = plan_reply(Reply(ReplyType.IMAGE, buf), budget=5)
+    [image] = plan_reply(Reply(ReplyType.IMAGE, buf), budget=5)
     doc = tmp_path / "说明.txt"
     doc.write_bytes("一份说明文件".encode() * 10)
-    parts += plan_reply(Reply(ReplyType.FILE, str(doc)), budget=4)
-    outcome = ReplySender(api).send(parts, touser=user, open_kfid=emu.default_kfid, msgid_base=inbound)
-    assert (outcome.sent, outcome.stopped_by) == (2, None)
-    image, document = emu.sends_to(user)
-    assert (image.msgtype, document.msgtype) == ("image", "file")
-    assert emu.uploaded_media(image.body["media_id"]).data == _up(parts[0]).data
-    stored = emu.uploaded_media(document.body["media_id"])
+    [document] = plan_reply(Reply(ReplyType.FILE, str(doc)), budget=4)
+    sender = PartSender(api)
+    assert _send(sender, emu, user, image, make_msgid(inbound, 0)) is Accepted.SENT
+    assert _send(sender, emu, user, document, make_msgid(inbound, 1)) is Accepted.SENT
+    sent_image, sent_doc = emu.sends_to(user)
+    assert (sent_image.msgtype, sent_doc.msgtype) == ("image", "file")
+    assert (
+        image.upload is not None and emu.uploaded_media(sent_image.body["media_id"]).data == image.upload.data
+    )
+    stored = emu.uploaded_media(sent_doc.body["media_id"])
     assert stored.filename == "说明.txt" and stored.data == doc.read_bytes()
 
 
-def test_long_voice_accepted_by_the_emulator(emu, api, tmp_path):
-    import math
-    import wave
-    from array import array
-
-    path = tmp_path / "long.wav"
-    period = array("h", (int(6000 * math.sin(2 * math.pi * n / 20)) for n in range(20)))
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(8000)
-        out.writeframes((period * (8000 * 150 // 20)).tobytes())
+def test_a_refused_upload_becomes_one_text_notice(emu, api):
     user, inbound = _customer(emu)
-    parts = plan_reply(Reply(ReplyType.VOICE, str(path)), budget=5)
-    outcome = ReplySender(api).send(parts, touser=user, open_kfid=emu.default_kfid, msgid_base=inbound)
-    assert (outcome.sent, outcome.stopped_by) == (3, None)
-    assert [s.msgtype for s in emu.sends_to(user)] == ["voice"] * 3
-    assert not [r for r in emu.rejections if r.api == "media/upload"]
+    bad = OutboundPart("image", {}, MediaUpload("image", "x.png", b"this is not a png at all", "image/png"))
+    sender = PartSender(api)
+    assert _send(sender, emu, user, bad, make_msgid(inbound, 0)) is Accepted.NOTICE
+    assert _send(sender, emu, user, bad, make_msgid(inbound, 1), notice_sent=True) is Accepted.SKIPPED
+    assert [s.text for s in emu.sends_to(user)] == ["图片发送失败，请稍后再试"]
 
 
-def test_failed_upload_replaced_by_one_text_notice(emu, api):
+def test_an_upload_during_an_outage_is_retryable_not_a_notice(emu, api):
     user, inbound = _customer(emu)
-    bad = MediaUpload("image", "x.png", b"this is not a png at all", "image/png")
-    parts = [text_part("请看图"), OutboundPart("image", {}, bad), OutboundPart("image", {}, bad)]
-    outcome = ReplySender(api).send(parts, touser=user, open_kfid=emu.default_kfid, msgid_base=inbound)
-    assert (outcome.sent, outcome.stopped_by) == (2, None)
-    assert [s.text for s in emu.sends_to(user)] == ["请看图", "图片发送失败，请稍后再试"]
+    api.get_service_state(emu.default_kfid, user)
+    emu.faults.error_5xx_rate = 1.0
+    good = OutboundPart(
+        "image", {}, MediaUpload("image", "x.png", b"\x89PNG\r\n\x1a\n" + b"0" * 64, "image/png")
+    )
+    with pytest.raises(KfNetworkError):
+        _send(PartSender(api), emu, user, good, make_msgid(inbound, 0))
+    emu.faults.error_5xx_rate = 0.0
+    assert emu.sends_to(user) == []
 
 
 class _BrokenApi:
@@ -133,7 +120,6 @@ class _BrokenApi:
         raise RuntimeError("boom")
 
 
-def test_unexpected_exception_is_returned_not_raised():
-    outcome = ReplySender(_BrokenApi()).send([text_part("x")] * 2, touser="u", open_kfid="k", msgid_base="m")
-    assert outcome.sent == 0
-    assert isinstance(outcome.stopped_by, KfApiError)
+def test_an_unexpected_exception_is_raised_as_a_kf_error():
+    with pytest.raises(KfApiError):
+        PartSender(_BrokenApi()).send(text_part("x"), touser="u", open_kfid="k", msgid="m", notice_sent=False)

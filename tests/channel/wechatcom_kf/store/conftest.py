@@ -1,47 +1,33 @@
-"""Backends for the store contract suite: a JSON file in a temp dir and a real redis-server."""
+"""Fixtures of the store tests (helpers are in store_helpers.py).
+
+``backend``: the contract suites (``test_contract_*.py``, one per interface) run once per backend: a
+JSON file in a temp dir, and the run's shared redis-server isolated by a fresh key prefix.
+``redis_servers``: a factory of private redis-servers, for tests that stop and restart one.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from channel.wechatcom_kf.store.json_store import JsonFileStore
 from channel.wechatcom_kf.store.redis_store import RedisStore
-
-
-@dataclass
-class Backend:
-    """Creates stores of one kind that share state; ``advance`` moves their clock forward."""
-
-    name: str
-    make: Callable[..., Any]
-    advance: Callable[[float], None]
-    short_ttl: float  # a TTL that ``advance(2 * short_ttl)`` surely expires
-    directory: Path | None = None
-    opened: list[Any] = field(default_factory=list)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.channel.wechatcom_kf.store.store_helpers import Backend, FakeClock, RedisServer
 
 
 @pytest.fixture(params=["json", "redis"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    be: Backend
     if request.param == "json":
         clock = FakeClock()
 
         def make_json(done_ttl_seconds: float = 3 * 86400) -> JsonFileStore:
-            store = JsonFileStore(tmp_path, done_ttl_seconds=done_ttl_seconds, clock=clock, commit_delay=0.01)
+            store = JsonFileStore(tmp_path, done_ttl_seconds=done_ttl_seconds, clock=clock)
             be.opened.append(store)
             return store
 
@@ -62,4 +48,20 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
         be = Backend("redis", make_redis, time.sleep, short_ttl=0.15)
     yield be
     for store in be.opened:
-        store.close()
+        with contextlib.suppress(Exception):
+            store.close()
+
+
+@pytest.fixture
+def redis_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., RedisServer]]:
+    """``redis_servers(*extra_args)`` starts a private redis-server; all are terminated after the test."""
+    started: list[RedisServer] = []
+
+    def start(*extra_args: str) -> RedisServer:
+        server = RedisServer(tmp_path_factory.mktemp("private-redis"), tuple(extra_args))
+        started.append(server)
+        return server.start()
+
+    yield start
+    for server in started:
+        server.stop()

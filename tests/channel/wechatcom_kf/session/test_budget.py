@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from channel.wechatcom_kf.budget import BudgetLedger
+from channel.wechatcom_kf.session.budget import MAX_WAITING, BudgetLedger
 
 A = ("wkA", "wmA")
 B = ("wkA", "wmB")
@@ -107,11 +107,22 @@ def test_entries_expire_48_hours_after_the_last_activity():
     ledger.consume(B, 1)
     ledger.answered(B, ["b1"])
     clock.now += 24 * 3600 + 1  # A (unanswered) is 48 h old, B is 24 h old
-    assert ledger.prune() == 1
+    assert len(ledger) == 1
+    assert ledger.latest_message_time(A) is None
+    assert ledger.allowance_for(A, ["a1"]) == 5  # forgotten: WeCom's window closed anyway
     assert ledger.allowance_for(B, ["b2"]) == 4
     clock.now += 24 * 3600
-    ledger.answered(B, [])  # any later call expires what is due
     assert len(ledger) == 0
+
+
+def test_a_send_keeps_the_entry_alive():
+    clock = Clock()
+    ledger = BudgetLedger(clock=clock)
+    ledger.note_message(A, "a1", clock.now)
+    clock.now += 47 * 3600
+    ledger.consume(A, 2)
+    clock.now += 2 * 3600  # 49 h after the message, 2 h after the last send
+    assert ledger.latest_message_time(A) == 1_000_000.0
 
 
 def test_only_send_times_that_can_still_count_are_kept():
@@ -124,4 +135,30 @@ def test_only_send_times_that_can_still_count_are_kept():
         clock.now += 10
     ledger.note_message(A, "last", clock.now)
     assert ledger.allowance_for(A, ["last"]) == 5
-    assert len(ledger._customers[A].send_times) == 0
+    customer = ledger._customers.get(A)
+    assert customer is not None and customer.send_times == []
+
+
+def test_latest_message_time_is_the_newest_send_time_seen():
+    ledger = BudgetLedger(clock=Clock())
+    assert ledger.latest_message_time(A) is None
+    ledger.note_message(A, "m2", 999_995)
+    ledger.note_message(A, "m1", 999_990)  # an older message routed later (a re-claim)
+    assert ledger.latest_message_time(A) == 999_995
+
+
+def test_nothing_consumed_for_zero_sends_and_unknown_customers_are_ignored():
+    ledger = BudgetLedger(clock=Clock())
+    ledger.consume(A, 0)
+    ledger.answered(B, ["x"])
+    assert len(ledger) == 0
+
+
+def test_the_waiting_list_of_one_customer_is_bounded():
+    clock = Clock()
+    ledger = BudgetLedger(clock=clock)
+    for n in range(MAX_WAITING + 10):
+        ledger.note_message(A, f"m{n}", clock.now - 10)
+    customer = ledger._customers.get(A)
+    assert customer is not None and len(customer.waiting) == MAX_WAITING
+    assert "m0" not in customer.waiting

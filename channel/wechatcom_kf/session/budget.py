@@ -7,8 +7,8 @@ for every later turn still waiting. The ledger is in memory: after a restart it 
 messages pulled again, and sends refused as duplicates still count (WeCom counted the original).
 
 Memory stays flat (invariant 9): a customer's entry expires 48 h after its last activity (WeCom's send
-window), the number of entries is capped (least recently active first), and an entry keeps only the
-send times that still count, i.e. those since about the customer's latest message.
+window; ``ExpiringMap``), the number of entries is capped (least recently active first), and an entry
+keeps only the send times that still count, i.e. those since about the customer's latest message.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+
+from ..expiring import ExpiringMap
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +35,6 @@ CustomerKey = tuple[str, str]  # (open_kfid, external_userid)
 @dataclass(slots=True)
 class _Customer:
     latest_message_time: float = 0.0
-    last_active: float = 0.0  # clock time of the last message or send: the entry expires 48 h later
     send_times: list[float] = field(default_factory=list)  # only those that can still count
     waiting: dict[str, None] = field(default_factory=dict)  # unanswered msgids, oldest first
 
@@ -49,15 +49,15 @@ class BudgetLedger:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._per_message = per_message
-        self._max_customers = max_customers
         self._clock = clock
         self._lock = threading.Lock()
-        self._customers: OrderedDict[CustomerKey, _Customer] = OrderedDict()
+        # An entry expires 48 h after the customer's last message or send (WeCom's send window).
+        self._customers: ExpiringMap[_Customer] = ExpiringMap(WINDOW_SECONDS, max_customers, clock)
 
     def note_message(self, key: CustomerKey, msgid: str, send_time: float) -> None:
         """Record a pulled customer message: it re-opens the allowance and waits for an answer."""
         with self._lock:
-            customer = self._customer(key)
+            customer = self._touch(key)
             customer.latest_message_time = max(customer.latest_message_time, float(send_time))
             # Sends before the second of the latest message no longer count (see _sends_since_latest).
             since = int(customer.latest_message_time)
@@ -65,6 +65,11 @@ class BudgetLedger:
             customer.waiting[msgid] = None
             while len(customer.waiting) > MAX_WAITING:
                 del customer.waiting[next(iter(customer.waiting))]
+
+    def latest_message_time(self, key: CustomerKey) -> float | None:
+        """Send time of the customer's latest message seen (the 48 h send window starts there)."""
+        customer = self._customers.get(key)
+        return None if customer is None else customer.latest_message_time
 
     def allowance_for(self, key: CustomerKey, msgids: Iterable[str]) -> int:
         """Sends the turn answering ``msgids`` may use now (0 = none left)."""
@@ -98,14 +103,13 @@ class BudgetLedger:
             return
         now = self._clock()
         with self._lock:
-            customer = self._customer(key)
+            customer = self._touch(key)
             customer.send_times.extend([now] * count)
             del customer.send_times[:-MAX_SEND_TIMES]
 
     def answered(self, key: CustomerKey, msgids: Iterable[str]) -> None:
         """The turn answering ``msgids`` is over (sent, dropped or silent)."""
         with self._lock:
-            self._prune(self._clock())  # quiet hours expire entries too, not only new customers
             customer = self._customers.get(key)
             if customer is None:
                 return
@@ -119,37 +123,11 @@ class BudgetLedger:
         maybe = sum(1 for t in customer.send_times if since <= t < since + 1)
         return certain, maybe
 
-    def _customer(self, key: CustomerKey) -> _Customer:
-        """The entry of ``key``, created if needed, marked as the most recently active."""
-        now = self._clock()
-        customer = self._customers.get(key)
-        if customer is None:
-            self._prune(now, room=1)  # before inserting: the new entry must not be pruned
-            customer = self._customers[key] = _Customer()
-        else:
-            self._customers.move_to_end(key)
-        customer.last_active = now
+    def _touch(self, key: CustomerKey) -> _Customer:
+        """The entry of ``key``, created if needed; its 48 h start again now."""
+        customer = self._customers.get(key) or _Customer()
+        self._customers.set(key, customer)
         return customer
 
-    def _prune(self, now: float, room: int = 0) -> None:
-        """Drop entries inactive for 48 h and the least recently active beyond the cap.
-
-        The map is ordered by activity, so only its front is looked at: O(1) amortized per call.
-        """
-        customers = self._customers
-        horizon = now - WINDOW_SECONDS
-        while customers:
-            key, oldest = next(iter(customers.items()))
-            if oldest.last_active >= horizon and len(customers) + room <= self._max_customers:
-                return
-            del customers[key]
-
-    def prune(self) -> int:
-        """Expire what is due now (also done on every insertion); returns the entries left."""
-        with self._lock:
-            self._prune(self._clock())
-            return len(self._customers)
-
     def __len__(self) -> int:
-        with self._lock:
-            return len(self._customers)
+        return len(self._customers)

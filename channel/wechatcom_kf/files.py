@@ -1,9 +1,14 @@
-"""Private file helpers of the JSON store: atomic replace, appends, directory fsync, leftover temp files."""
+"""The channel's file writes: atomic replace (state, received media), appends, directory fsync.
+
+Everything the channel writes is 0600 under a 0700 directory and named by the channel, never from
+untrusted input (invariant 8).
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import secrets
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -28,7 +33,7 @@ def write_atomic(path: Path, data: bytes) -> None:
 
     A crash at any point leaves either the old or the new content, never a mix.
     """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
         try:

@@ -1,6 +1,6 @@
 """Humans win (invariant 6): while a receptionist owns a customer's session the bot stays silent.
 
-The "human owns" flag lives in the state store (shared by instances), per (open_kfid,
+The "human owns" flag is a value in the state store (shared by instances), per (open_kfid,
 external_userid), and expires with WeCom's 48 h session. It is set by a receptionist's message
 (origin 5), by ``session_status_change`` 1/2/4 and by a 95018 answer to a send; it is cleared by
 ``session_status_change`` 3 (session ended). Before answering a flagged customer the session state is
@@ -19,8 +19,11 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from .errors import KfError, redact
-from .expiring import ExpiringKeys
+from ..errors import KfError
+from ..expiring import ExpiringKeys
+from ..inbound.items import ServicerMessage, SessionStatusChange
+from ..redaction import redact
+from ..store.base import KeyValues
 
 logger = logging.getLogger(__name__)
 
@@ -32,11 +35,6 @@ BOT_STATE = 1  # 由智能助手接待
 TRANS_NOT_ALLOWED = 95016
 CLAIM_TTL_SECONDS = 48 * 3600  # one WeCom session lasts at most 48 h after the customer's message
 MAX_CLAIMS = 100_000
-
-
-class _FlagStore(Protocol):
-    def get_flag(self, key: str) -> str | None: ...
-    def set_flag(self, key: str, value: str | None, ttl_seconds: float | None) -> None: ...
 
 
 class _StateApi(Protocol):
@@ -56,7 +54,7 @@ class Takeover:
 
     def __init__(
         self,
-        store: _FlagStore,
+        store: KeyValues,
         api: _StateApi,
         ttl_seconds: float = FLAG_TTL_SECONDS,
         *,
@@ -74,19 +72,19 @@ class Takeover:
             return
         logger.info("human owns %s/%s (%s): bot silent", open_kfid, external_userid, reason)
         self._claims.discard((open_kfid, external_userid))
-        self._store.set_flag(flag_key(open_kfid, external_userid), reason or "human", self._ttl)
+        self._store.set_value(flag_key(open_kfid, external_userid), reason or "human", self._ttl)
 
     def release(self, open_kfid: str, external_userid: str, reason: str) -> None:
         """The session is back with the bot (ended, or WeCom says no human serves it)."""
         if not open_kfid or not external_userid:
             return
+        self._claims.discard((open_kfid, external_userid))
         if self.is_flagged(open_kfid, external_userid):
             logger.info("session %s/%s back with the bot (%s)", open_kfid, external_userid, reason)
-        self._claims.discard((open_kfid, external_userid))
-        self._store.set_flag(flag_key(open_kfid, external_userid), None, None)
+            self._store.set_value(flag_key(open_kfid, external_userid), None, None)
 
     def is_flagged(self, open_kfid: str, external_userid: str) -> bool:
-        return self._store.get_flag(flag_key(open_kfid, external_userid)) is not None
+        return self._store.get_value(flag_key(open_kfid, external_userid)) is not None
 
     def bot_may_answer(self, open_kfid: str, external_userid: str) -> bool:
         """False while a human owns the session; one service_state call only when flagged."""
@@ -154,24 +152,20 @@ class Takeover:
             self._claims.add((open_kfid, external_userid))
         return True
 
-    def on_servicer_message(self, item: dict[str, Any]) -> None:
+    def on_servicer_message(self, item: ServicerMessage) -> None:
         """An origin-5 item: a receptionist wrote to the customer from the WeCom client."""
-        open_kfid = item.get("open_kfid")
-        user = item.get("external_userid")
-        if isinstance(open_kfid, str) and isinstance(user, str):
-            self.mark_human(open_kfid, user, "receptionist message")
+        self.mark_human(item.open_kfid, item.external_userid, "receptionist message")
 
-    def on_session_status_change(self, event: dict[str, Any]) -> None:
+    def on_session_status_change(self, event: SessionStatusChange) -> None:
         """``session_status_change``: 1/2/4 a human took the session, 3 it ended."""
-        open_kfid = event.get("open_kfid")
-        user = event.get("external_userid")
-        if not isinstance(open_kfid, str) or not isinstance(user, str):
+        if not event.open_kfid or not event.external_userid:
             logger.warning("session_status_change without open_kfid/external_userid ignored")
             return
-        change_type = event.get("change_type")
-        if change_type in HUMAN_CHANGE_TYPES:
-            self.mark_human(open_kfid, user, f"session_status_change {change_type}")
-        elif change_type == ENDED_CHANGE_TYPE:
-            self.release(open_kfid, user, "session ended")
+        if event.change_type in HUMAN_CHANGE_TYPES:
+            self.mark_human(
+                event.open_kfid, event.external_userid, f"session_status_change {event.change_type}"
+            )
+        elif event.change_type == ENDED_CHANGE_TYPE:
+            self.release(event.open_kfid, event.external_userid, "session ended")
         else:
-            logger.info("session_status_change with change_type %r ignored", change_type)
+            logger.info("session_status_change with change_type %r ignored", event.change_type)

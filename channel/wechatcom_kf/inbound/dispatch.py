@@ -1,0 +1,67 @@
+"""A customer turn handed to the host: gate, media, context, ``produce`` (on the customer's worker).
+
+This is the last step before the host's own worker asks the bot: the delivery decides whether the bot
+may answer at all; the turn's media is downloaded here (so the host's workers never wait for WeCom);
+CoW's ``_compose_context`` applies plugins and prefixes; ``produce`` queues the context on the host.
+A turn whose reply an earlier run had started is resumed from its saved plan instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from bridge.context import Context
+
+from ..outbound.delivery import Deliveries
+from ..store.base import StoreUnavailable
+from .turns import Turn
+
+logger = logging.getLogger(__name__)
+
+DELIVERY_KEY = "kf_delivery"  # the context carries its turn's delivery to ``send`` and ``_handle``
+
+
+class TurnDispatcher:
+    def __init__(
+        self,
+        deliveries: Deliveries,
+        compose: Callable[..., Context | None],
+        produce: Callable[[Context], None],
+    ) -> None:
+        self._deliveries = deliveries
+        self._compose = compose
+        self._produce = produce
+
+    def dispatch(self, turn: Turn) -> None:
+        """Runs on the customer's worker."""
+        open_kfid, user = turn.key
+        try:
+            delivery = self._deliveries.open(turn)
+        except StoreUnavailable:
+            logger.warning(
+                "channel stopping: the turn of %s/%s stays pending for the next start", open_kfid, user
+            )
+            return
+        if delivery is None:
+            return
+        if delivery.saved_plan is not None:
+            delivery.resume()
+            return
+        context = self._context(turn)
+        if context is None:
+            delivery.close()
+            return
+        context[DELIVERY_KEY] = delivery
+        self._produce(context)
+
+    def _context(self, turn: Turn) -> Context | None:
+        try:
+            turn.prepare()
+            ctype, content, kwargs = turn.to_context_args()
+            extra: dict[str, Any] = {"msg": turn.last, "isgroup": False, **kwargs}
+            return self._compose(ctype, content, **extra)
+        except Exception:
+            logger.exception("preparing the turn of %s/%s failed; not answered", *turn.key)
+            return None

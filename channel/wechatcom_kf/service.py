@@ -1,0 +1,191 @@
+"""The channel's parts, built from its settings and wired together in one place.
+
+One customer text travels through three hand-offs::
+
+    callback (edge, asyncio loop) --schedule--> account worker: pull, accept, route
+        --submit--> customer worker: merge window, gate, media, compose --produce--> host worker: bot
+        --send--> delivery: plan, send, record; finished when nothing is left to send
+
+The host (this project's runtime or an upstream CoW) owns the last worker; everything before it runs
+on two ``KeyedWorkers`` pools, keyed by account and by customer. One ``Ticker`` thread renews claims,
+sweeps for orphaned work and prunes old media.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from bridge.context import Context
+
+from .api import KfApi
+from .edge.callback import CallbackHandler
+from .inbound.dispatch import TurnDispatcher
+from .inbound.events import EventHandler
+from .inbound.inflight import InFlight
+from .inbound.items import CustomerMessage
+from .inbound.media import prune_media
+from .inbound.puller import HistoryPolicy, Puller
+from .inbound.router import Router
+from .inbound.turns import TurnAssembler
+from .outbound.delivery import Deliveries
+from .redaction import register_secret
+from .session.budget import BudgetLedger
+from .session.recalls import Recalls
+from .session.takeover import Takeover
+from .settings import KfSettings
+from .store import CLAIM_LEASE_SECONDS, JsonFileStore, ResilientStore, StateStore
+from .ticker import Ticker
+from .wechatcom_kf_message import WechatComKfMessage
+from .workers import KeyedWorkers
+
+logger = logging.getLogger(__name__)
+
+ACCOUNT_WORKERS = 4
+CUSTOMER_WORKERS = 16  # media downloads, session checks and ``produce`` (which may wait for the host)
+MAX_WAITING_CUSTOMER_JOBS = 10_000  # then the puller waits: accepted items are safe in the store
+MEDIA_DIR_NAME = "wechatcom_kf_media"
+MEDIA_MAX_AGE_SECONDS = 3 * 86400.0  # longer than WeCom's 48 h send window: a turn never loses its media
+MEDIA_PRUNE_SECONDS = 3600.0
+STORE_MAINTENANCE_SECONDS = 60.0
+
+
+def new_instance_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def make_backend(settings: KfSettings, state_dir: Path) -> StateStore:
+    """JSON file by default; Redis (shared by several instances) when a Redis URL is configured."""
+    redis_url = settings.wechatcom_kf_redis_url
+    if redis_url:
+        from .store import RedisStore  # redis-py is needed only by deployments that use it
+
+        register_secret(urlsplit(redis_url).password)
+        return RedisStore(
+            redis_url, prefix=settings.wechatcom_kf_redis_prefix, cluster=settings.wechatcom_kf_redis_cluster
+        )
+    return JsonFileStore(state_dir)
+
+
+class KfService:
+    """Everything behind the callback endpoint; ``compose`` and ``produce`` are the host's."""
+
+    def __init__(
+        self,
+        settings: KfSettings,
+        *,
+        compose: Callable[..., Context | None],
+        produce: Callable[[Context], None],
+        state_dir: Path,
+        claim_lease_seconds: float = CLAIM_LEASE_SECONDS,
+    ) -> None:
+        for secret in (
+            settings.wechatcom_kf_secret,
+            settings.wechatcom_kf_token,
+            settings.wechatcom_kf_aes_key,
+        ):
+            register_secret(secret)
+        self.instance_id = new_instance_id()
+        self.media_dir = state_dir / MEDIA_DIR_NAME
+        self.callback = CallbackHandler(
+            settings.wechatcom_kf_token,
+            settings.wechatcom_kf_aes_key,
+            settings.wechatcom_corp_id,
+            self._schedule,
+        )
+        self.api = KfApi(
+            settings.wechatcom_corp_id,
+            settings.wechatcom_kf_secret,
+            api_base=settings.wechatcom_kf_api_base,
+            timeout=settings.wechatcom_kf_request_timeout,
+        )
+        self.store = ResilientStore(make_backend(settings, state_dir))
+        self.ledger = BudgetLedger()
+        self.recalls = Recalls()
+        self.takeover = Takeover(self.store, self.api)
+        self.inflight = InFlight(self.store, self.instance_id, claim_lease_seconds)
+        self.accounts = KeyedWorkers("kf-account", ACCOUNT_WORKERS)
+        self.customers = KeyedWorkers("kf-customer", CUSTOMER_WORKERS, max_waiting=MAX_WAITING_CUSTOMER_JOBS)
+        self.deliveries = Deliveries(
+            api=self.api,
+            store=self.store,
+            inflight=self.inflight,
+            takeover=self.takeover,
+            recalls=self.recalls,
+            ledger=self.ledger,
+            workers=self.customers,
+            http_timeout=settings.wechatcom_kf_request_timeout,
+        )
+        dispatcher = TurnDispatcher(self.deliveries, compose, produce)
+        self.turns = TurnAssembler(
+            self.customers, settings.wechatcom_kf_merge_window_seconds, dispatcher.dispatch
+        )
+        self.router = Router(
+            inflight=self.inflight,
+            takeover=self.takeover,
+            events=EventHandler(self.api, self.takeover, self.recalls, settings.wechatcom_kf_welcome_text),
+            ledger=self.ledger,
+            turns=self.turns,
+            customers=self.customers,
+            make_message=self._make_message,
+        )
+        history = HistoryPolicy(
+            settings.wechatcom_kf_skip_history_on_first_start,
+            settings.wechatcom_kf_max_message_age_hours * 3600.0,
+        )
+        self.puller = Puller(
+            api=self.api,
+            store=self.store,
+            router=self.router,
+            workers=self.accounts,
+            history=history,
+            owner=self.instance_id,
+            lease_seconds=claim_lease_seconds,
+        )
+        self.ticker = Ticker()
+        self.ticker.add("renew claims", claim_lease_seconds / 3, self.inflight.renew)
+        self.ticker.add("sweep for orphaned messages", claim_lease_seconds / 2, self.puller.sweep)
+        self.ticker.add("prune media", MEDIA_PRUNE_SECONDS, self._prune_media)
+        self.ticker.add("store housekeeping", STORE_MAINTENANCE_SECONDS, self.store.maintain)
+
+    def _schedule(self, open_kfid: str, token: str) -> None:
+        self.puller.schedule(open_kfid, token)
+
+    def _make_message(self, item: CustomerMessage) -> WechatComKfMessage:
+        return WechatComKfMessage(item, self.api, self.media_dir)
+
+    def _prune_media(self) -> int:
+        return prune_media(self.media_dir, MEDIA_MAX_AGE_SECONDS)
+
+    def start(self) -> None:
+        """Pull every known account once (unfinished work and unpulled messages of the last run) and
+        start the maintenance thread."""
+        known = self.puller.pull_known_accounts()
+        if known:
+            logger.info("pulling %d known account(s) once at start", known)
+        self.ticker.start()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Nothing pulled, queued, waiting to retry or in flight (tests and benchmarks)."""
+        return (
+            self.accounts.wait_idle(timeout)
+            and self.customers.wait_idle(timeout)
+            and self.inflight.wait_idle(timeout)
+        )
+
+    def stop(self, timeout: float, stop_host: Callable[[], None]) -> None:
+        """Stop pulling, drain what is ready, let the host finish its contexts, close the store."""
+        self.puller.stop()
+        if not self.accounts.shutdown(timeout):
+            logger.warning("pulls did not finish in time; their items are handled after the next start")
+        if not self.customers.shutdown(timeout):
+            logger.warning("customer turns did not finish in time; they are handled after the next start")
+        stop_host()
+        self.ticker.stop()
+        self.store.close()
+        self.api.close()

@@ -1,0 +1,178 @@
+"""Helpers of the store tests (imported by them; fixtures live in conftest.py).
+
+``RedisServer``: a private redis-server that a test may stop and start again on the same port (the run's
+shared one must stay up for the others). ``file_size_limit``: a real write failure that root cannot
+bypass (RLIMIT_FSIZE: a write past the limit fails with EFBIG, as on a full disk).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import resource
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+KF = "wkAAAA"
+KF2 = "wkBBBB"
+KF3 = "wkCCCC"
+LONG = 3600.0  # a lease or TTL that outlives any test, including its advance() calls
+T0 = 1_700_000_000.0
+
+
+class FakeClock:
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Backend:
+    """Creates stores of one kind that share state; ``advance`` moves their clock forward."""
+
+    name: str
+    make: Callable[..., Any]
+    advance: Callable[[float], None]
+    short_ttl: float  # a TTL that ``advance(3 * short_ttl)`` surely expires
+    directory: Path | None = None
+    opened: list[Any] = field(default_factory=list)
+
+
+def item(msgid: str, kfid: str = KF, text: str = "你好") -> dict[str, Any]:
+    return {
+        "msgid": msgid,
+        "open_kfid": kfid,
+        "external_userid": "wmUSER",
+        "send_time": 1_700_000_000,
+        "origin": 3,
+        "msgtype": "text",
+        "text": {"content": text},
+    }
+
+
+def ids(items: list[dict[str, Any]]) -> list[str]:
+    return [it["msgid"] for it in items]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``condition`` until it holds; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+
+
+def redis_binary() -> str:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("redis-server is not installed; the Redis tests need it (apt install redis-server)")
+    return binary
+
+
+class RedisServer:
+    """One redis-server on a loopback port; ``stop()`` terminates it by its PID, ``start()`` again."""
+
+    def __init__(self, workdir: Path, extra_args: tuple[str, ...] = (), port: int | None = None) -> None:
+        self.binary = redis_binary()
+        self.workdir = workdir
+        self.port = port or free_port()
+        self.extra_args = extra_args
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self, **kwargs: Any) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=1, **kwargs)
+
+    def start(self, timeout: float = 10) -> RedisServer:
+        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        args += ["--appendonly", "no", "--dir", str(self.workdir), *self.extra_args]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = self.proc
+        client = self.client()
+
+        def answers() -> bool:
+            if proc.poll() is not None:
+                pytest.fail(f"redis-server exited with code {proc.returncode}")
+            try:
+                return bool(client.ping())
+            except redis.ConnectionError:
+                return False
+
+        try:
+            wait_until(answers, timeout, "redis-server to answer PING")
+        finally:
+            client.close()
+        return self
+
+    def stop(self) -> None:
+        """Terminate the process by its PID and wait until it is gone."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+class Call:
+    """``fn()`` in a thread: its result or exception once it returns."""
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(fn,), daemon=True)
+        self._thread.start()
+
+    def _run(self, fn: Callable[[], Any]) -> None:
+        try:
+            self.result = fn()
+        except BaseException as exc:
+            self.error = exc
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def wait(self, timeout: float = 15.0) -> Call:
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), f"the call still blocks after {timeout} s"
+        return self
+
+
+@contextlib.contextmanager
+def file_size_limit(max_bytes: int) -> Iterator[None]:
+    """Within the block this process cannot write past byte ``max_bytes`` of any file (EFBIG).
+
+    The kernel enforces it for root too; Python ignores SIGXFSZ, so the write raises OSError instead
+    of killing the process. Keep the block short: it applies to every file the process writes.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
