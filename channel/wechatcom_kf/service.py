@@ -121,10 +121,16 @@ class KfService:
             workers=self.customers,
             http_timeout=settings.wechatcom_kf_request_timeout,
         )
-        dispatcher = TurnDispatcher(self.deliveries, compose, produce)
         self.turns = TurnAssembler(
-            self.customers, settings.wechatcom_kf_merge_window_seconds, dispatcher.dispatch
+            self.customers,
+            settings.wechatcom_kf_merge_window_seconds,
+            TurnDispatcher(self.deliveries, compose, produce).dispatch,
         )
+        self.puller = self._inbound(settings, claim_lease_seconds)
+        self.ticker = self._maintenance(claim_lease_seconds)
+
+    def _inbound(self, settings: KfSettings, claim_lease_seconds: float) -> Puller:
+        """The account side: the puller and the router it hands accepted items to."""
         self.router = Router(
             inflight=self.inflight,
             takeover=self.takeover,
@@ -138,7 +144,7 @@ class KfService:
             settings.wechatcom_kf_skip_history_on_first_start,
             settings.wechatcom_kf_max_message_age_hours * 3600.0,
         )
-        self.puller = Puller(
+        return Puller(
             api=self.api,
             store=self.store,
             router=self.router,
@@ -147,11 +153,14 @@ class KfService:
             owner=self.instance_id,
             lease_seconds=claim_lease_seconds,
         )
-        self.ticker = Ticker()
-        self.ticker.add("renew claims", claim_lease_seconds / 3, self.inflight.renew)
-        self.ticker.add("sweep for orphaned messages", claim_lease_seconds / 2, self.puller.sweep)
-        self.ticker.add("prune media", MEDIA_PRUNE_SECONDS, self._prune_media)
-        self.ticker.add("store housekeeping", STORE_MAINTENANCE_SECONDS, self.store.maintain)
+
+    def _maintenance(self, claim_lease_seconds: float) -> Ticker:
+        ticker = Ticker()
+        ticker.add("renew claims", claim_lease_seconds / 3, self.inflight.renew)
+        ticker.add("sweep for orphaned messages", claim_lease_seconds / 2, self.puller.sweep)
+        ticker.add("prune media", MEDIA_PRUNE_SECONDS, self._prune_media)
+        ticker.add("store housekeeping", STORE_MAINTENANCE_SECONDS, self.store.maintain)
+        return ticker
 
     def _schedule(self, open_kfid: str, token: str) -> None:
         self.puller.schedule(open_kfid, token)

@@ -68,7 +68,10 @@ class Inbox(Protocol):
 
     def claim_pending(self, open_kfid: str, owner: str, lease_seconds: float) -> list[RawItem]:
         """Atomically claim for ``owner`` until now + ``lease_seconds`` the account's pending items that
-        nobody else holds (unclaimed, a lease that expired, or ``owner``'s own); oldest first."""
+        nobody holds (unclaimed, or a lease that expired); oldest first. Items under a live lease,
+        ``owner``'s own included, are left out: they are being handled (and every pull job claims, so
+        returning them would cost a copy of the whole backlog per pull). A claim whose answer was lost
+        is taken again once its lease expires."""
         ...
 
     def renew_claims(self, open_kfid: str, owner: str, msgids: Sequence[str], lease_seconds: float) -> None:

@@ -334,15 +334,15 @@ class JsonFileStore:
             if msgid in self._where:
                 if owner and self._where[msgid] == open_kfid and self._claims.holder(msgid) == owner:
                     claim.append(msgid)
-                    accepted.append(copy.deepcopy(acc.pending[msgid]))
+                    accepted.append(item)
                 continue
             if self._is_done_locked(msgid):
                 continue
-            acc.pending[msgid] = copy.deepcopy(item)
+            acc.pending[msgid] = copy.deepcopy(item)  # the store's own copy; the caller keeps its item
             self._where[msgid] = open_kfid
             added.append(msgid)
             claim.append(msgid)
-            accepted.append(copy.deepcopy(item))
+            accepted.append(item)
         return added, claim, accepted
 
     def _mark_done_locked(self, msgids: Sequence[str]) -> list[Done]:

@@ -17,11 +17,11 @@ class Claims:
         self._leases: dict[str, tuple[str, float]] = {}
 
     def take(self, msgids: Iterable[str], owner: str, now: float, expires_at: float) -> list[str]:
-        """Claim, in the given order, those of ``msgids`` nobody else holds at ``now``."""
+        """Claim, in the given order, those of ``msgids`` nobody holds at ``now``."""
         taken: list[str] = []
         for msgid in msgids:
             lease = self._leases.get(msgid)
-            if lease is not None and lease[0] != owner and lease[1] > now:
+            if lease is not None and lease[1] > now:
                 continue
             self._leases[msgid] = (owner, expires_at)
             taken.append(msgid)

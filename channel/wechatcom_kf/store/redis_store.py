@@ -137,8 +137,8 @@ return hmget_all(KEYS[1], redis.call('ZRANGE', KEYS[2], 0, -1))
 """
 )
 
-# KEYS: pending, order, claim. ARGV: owner, lease ms. Claims the items nobody else holds (no lease, an
-# expired one, or the owner's own); returns their JSONs, oldest first.
+# KEYS: pending, order, claim. ARGV: owner, lease ms. Claims the items nobody holds (no lease, or an
+# expired one); returns their JSONs, oldest first.
 _CLAIM_LUA = (
     _LUA_HELPERS
     + """
@@ -152,7 +152,7 @@ local leases = hmget_all(KEYS[3], ids)
 local claimed = {}
 for k, id in ipairs(ids) do
   local lease = leases[k]
-  if not lease or lease_owner(lease) == ARGV[1] or tonumber(string.match(lease, '^(%d+):')) <= now then
+  if not lease or tonumber(string.match(lease, '^(%d+):')) <= now then
     redis.call('HSET', KEYS[3], id, value)
     claimed[#claimed + 1] = id
   end
@@ -292,7 +292,7 @@ class RedisStore:
         with _unavailable_on_redis_errors():
             accepted = self._accept(keys=keys + seen_keys, args=argv)
             self._index(open_kfid)
-        return [dict(by_id[_text(msgid)]) for msgid in accepted]
+        return [by_id[_text(msgid)] for msgid in accepted]
 
     def _index(self, open_kfid: str) -> None:
         if open_kfid not in self._indexed:

@@ -3,9 +3,11 @@
 A Redis restart or a full disk must not lose accepted work or strand claimed messages until their
 leases expire: a call that fails with ``StoreUnavailable`` is retried inline with ``retry.STORE``
 (capped backoff) until it succeeds or the channel stops; the outage is logged once, and once more when
-the store is back. Every call the channel makes is safe to repeat (see ``base.py``: ``accept_page``
-and ``claim_pending`` give the same owner the same items again, the rest are idempotent), except
-``take_pull_request``, whose worst case is one pull fewer: the next start or callback pulls anyway.
+the store is back. Every call the channel makes is safe to repeat (``accept_page`` gives the same
+owner the same items again, the others are idempotent), with two bounded exceptions: a
+``claim_pending`` whose answer was lost leaves its items claimed until the lease expires (then the
+sweep takes them), and a lost ``take_pull_request`` costs one pull (the next start or callback pulls
+anyway).
 """
 
 from __future__ import annotations

@@ -83,6 +83,14 @@ def test_video_url(http_files):
     assert [p.msgtype for p in parts] == ["text"] and missing in parts[0].body["content"]
 
 
+def test_a_video_url_that_fails_for_another_reason_is_not_called_too_big():
+    """The planner decides by the problem's type, not by words in its log text (here a host name)."""
+    url = "http://too_big.invalid/v/clip.mp4"  # .invalid never resolves: a download failure
+    [part] = plan_reply(Reply(ReplyType.VIDEO_URL, url), budget=5, http_timeout=2)
+    text = part.body["content"]
+    assert "视频太大" not in text and "视频获取失败" in text and url in text
+
+
 def test_file_part_named_after_basename(tmp_path):
     path = tmp_path / "报价单_v2.pdf"
     path.write_bytes(b"%PDF-1.4 test document")

@@ -76,7 +76,7 @@ def logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
 def test_wraps_any_store_as_a_state_store(tmp_path: Path) -> None:
     store = ResilientStore(JsonFileStore(tmp_path))
     assert isinstance(store, StateStore)
-    store.accept_page(KF, "c", [item("m1")], owner="host-a", lease_seconds=LONG)
+    store.accept_page(KF, "c", [item("m1")])
     assert ids(store.claim_pending(KF, "host-a", LONG)) == ["m1"]
     store.finish(KF, "m1")
     store.set_value("k", "v", None)
