@@ -32,11 +32,11 @@ class ExpiringMap(Generic[V]):
             self._entries[key] = (value, now + self._ttl)
 
     def get(self, key: Hashable) -> V | None:
+        """The value, or None when missing or expired (expired entries are dropped by ``set``)."""
         now = self._clock()
         with self._lock:
-            self._prune(now)
             entry = self._entries.get(key)
-            return None if entry is None else entry[0]
+            return None if entry is None or entry[1] <= now else entry[0]
 
     def discard(self, key: Hashable) -> None:
         with self._lock:

@@ -73,6 +73,7 @@ class WechatComKfMessage(ChatMessage):
         self.display_name = ""  # sanitized original filename of a file, once downloaded
         self.media_path: Path | None = None
         self.media_failed = False
+        self.recovered = False  # claimed back from an earlier run (its reply may be half sent)
         self._media_fetcher = media_fetcher
         self._media_dir = media_dir
         self._prepare_lock = threading.Lock()

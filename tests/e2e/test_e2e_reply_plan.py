@@ -13,7 +13,9 @@ from typing import Any
 import pytest
 
 from bridge.reply import Reply, ReplyType
+from channel.wechatcom_kf.api import KfApi
 from channel.wechatcom_kf.outbound.msgid import make_msgid
+from channel.wechatcom_kf.store import JsonFileStore
 from sandbox.fake_openai import FakeOpenAIServer
 from tests.e2e.e2e_helpers import app_with_fake_llm, pending_left, refused_resends, start_app
 
@@ -83,20 +85,30 @@ def test_multi_part_plan_saved_before_first_part_and_dropped_after(emu, runner):
 
 
 def test_saved_plan_is_resent_without_asking_the_bot(emu, runner):
-    bot = CountingBot(long_answer(2))
-    channel = runner.start(bot=bot)
     kf, user = emu.default_kfid, emu.add_customer("客户")
     msgid = emu.customer_text(kf, user, "详细说说", notify=False)
     saved = [long_answer(1).split("\n\n")[k] for k in range(3)]
-    # The state a crash leaves: the plan saved and its first part delivered.
-    channel.kf.store.set_value(f"plan:{msgid}", json.dumps(saved, ensure_ascii=False), 3600)
-    channel.kf.api.send_msg(user, kf, "text", {"content": saved[0]}, make_msgid(msgid, 0))
-    assert emu.fire_callback(kf) == 200
+    # The state a crash leaves: the message accepted and pending, the plan saved with part 0 accepted,
+    # and part 0 delivered.
+    api = KfApi(emu.corp_id, emu.secret, api_base=emu.api_base, timeout=5.0)
+    store = JsonFileStore(runner.state_dir)
+    try:
+        page = api.sync_msg(kf, None, None)
+        assert [i["msgid"] for i in store.accept_page(kf, page.next_cursor, page.msg_list)] == [msgid]
+        plan = {"parts": saved, "accepted": [0]}
+        store.set_value(f"plan:{msgid}", json.dumps(plan, ensure_ascii=False), 3600)
+        api.send_msg(user, kf, "text", {"content": saved[0]}, make_msgid(msgid, 0))
+    finally:
+        store.close()
+        api.close()
+    bot = CountingBot(long_answer(2))
+    channel = runner.start(bot=bot)  # claims the pending message at start: no callback needed
     sends = emu.wait_for_sends(3, timeout=10)
     assert channel.wait_idle(10)
     assert bot.calls == 0
     assert [s.text for s in sends] == saved
     assert [s.msgid for s in sends] == [make_msgid(msgid, i) for i in range(3)]
+    assert refused_resends(emu) == 0  # part 0 was recorded as accepted: not even tried again
     assert channel.kf.store.get_value(f"plan:{msgid}") is None
 
 

@@ -38,7 +38,9 @@ class TurnDispatcher:
         """Runs on the customer's worker."""
         open_kfid, user = turn.key
         try:
-            delivery = self._deliveries.open(turn)
+            delivery = self._deliveries.open(
+                turn.key, turn.msgids, latest_message_time=turn.latest_message_time, recovered=turn.recovered
+            )
         except StoreUnavailable:
             logger.warning(
                 "channel stopping: the turn of %s/%s stays pending for the next start", open_kfid, user

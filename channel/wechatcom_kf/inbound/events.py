@@ -40,7 +40,7 @@ class EventHandler:
     def handle(self, event: Event) -> None:
         """Act on an event (not the welcome); may raise what the store raises."""
         if isinstance(event, SessionStatusChange):
-            self._takeover.on_session_status_change(event)
+            self._takeover.on_session_status_change(event.open_kfid, event.external_userid, event.change_type)
         elif isinstance(event, UserRecall):
             if event.recall_msgid:
                 logger.info("customer %s recalled %s", event.external_userid, event.recall_msgid)

@@ -244,7 +244,7 @@ class Puller:
         items = _parse_all(open_kfid, raw)
         if items:
             logger.info("claimed %d unfinished message(s) of %s", len(items), open_kfid)
-            self._router.route(items)
+            self._router.route(items, recovered=True)
         return len(items)
 
     def _pull(self, open_kfid: str, account: _Account, token: str | None) -> None:

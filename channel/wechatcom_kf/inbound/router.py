@@ -46,24 +46,25 @@ class Router:
         self._customers = customers
         self._make_message = make_message
 
-    def route(self, items: Iterable[Item]) -> None:
-        """Hand on every item not already in flight, oldest first."""
+    def route(self, items: Iterable[Item], *, recovered: bool = False) -> None:
+        """Hand on every item not already in flight, oldest first; ``recovered``: claimed back from an
+        earlier run or a dead instance (not freshly pulled)."""
         for item in items:
             if not self._inflight.take(item.open_kfid, item.msgid):
                 continue  # re-claimed or re-pulled while it is being handled
             try:
-                self._route(item)
+                self._route(item, recovered)
             except StoreUnavailable:
                 logger.warning("channel stopping: %s stays pending for the next start", item.msgid)
             except Exception:
                 logger.exception("routing %s failed; marked finished", item.msgid)
                 self._finish(item)
 
-    def _route(self, item: Item) -> None:
+    def _route(self, item: Item, recovered: bool) -> None:
         if isinstance(item, CustomerMessage):
-            self._customer(item)
+            self._customer(item, recovered)
         elif isinstance(item, ServicerMessage):
-            self._takeover.on_servicer_message(item)
+            self._takeover.mark_human(item.open_kfid, item.external_userid, "receptionist message")
             self._finish(item)
         elif isinstance(item, EnterSession) and self._events.wants_welcome(item):
             key = (item.open_kfid, item.external_userid)
@@ -82,8 +83,9 @@ class Router:
             )
             self._finish(item)
 
-    def _customer(self, item: CustomerMessage) -> None:
+    def _customer(self, item: CustomerMessage, recovered: bool) -> None:
         message = self._make_message(item)
+        message.recovered = recovered
         self._ledger.note_message(item.key, item.msgid, float(message.create_time or 0))
         logger.debug("customer message %s (%s) from %s", item.msgid, item.msgtype, item.key)
         if not self._turns.submit(message):

@@ -47,6 +47,16 @@ class Turn:
     def last(self) -> WechatComKfMessage:
         return self.messages[-1]
 
+    @property
+    def latest_message_time(self) -> float:
+        """Send time of the turn's latest message (WeCom's 48 h send window starts there)."""
+        return max((float(m.create_time or 0) for m in self.messages), default=0.0)
+
+    @property
+    def recovered(self) -> bool:
+        """True when a message of the turn was claimed back from an earlier run or a dead instance."""
+        return any(m.recovered for m in self.messages)
+
     def prepare(self) -> None:
         """Download every message's media (blocking network I/O: call it in a worker thread)."""
         for message in self.messages:

@@ -1,6 +1,6 @@
 """The delivery of one customer turn's answer — the one path every reply takes to ``kf/send_msg``.
 
-``Deliveries.open(turn)`` decides once whether the bot may answer (not recalled, no human owns the
+``Deliveries.open(key, msgids, ...)`` decides once whether the bot may answer (not recalled, no human owns the
 session, the session claimed for the bot) and returns the turn's ``Delivery``, or None (the turn is
 finished silently). The host then calls ``Delivery.send(reply)`` for each reply (CoW may send a text and
 then its images in separate calls) and ``Delivery.close()`` when it is done with the turn.
@@ -19,17 +19,16 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from bridge.reply import Reply
 
 from ..errors import KfError, KfSendForbidden, KfSessionStateInvalid, errcode_hint
-from ..inbound.inflight import InFlight
-from ..inbound.turns import Turn, TurnKey
 from ..oncelog import OutageLog
 from ..retry import SEND, RetryPolicy
-from ..session.budget import BudgetLedger
+from ..session.budget import BudgetLedger, CustomerKey
 from ..session.recalls import Recalls
 from ..session.takeover import Takeover
 from ..store.base import KeyValues
@@ -42,6 +41,12 @@ from .sender import Accepted, PartSender, SupportsSend
 logger = logging.getLogger(__name__)
 
 SEND_WINDOW_SECONDS = 48 * 3600.0  # WeCom: sends are allowed within 48 h of the customer's message
+
+
+class Finisher(Protocol):
+    """Where a turn's messages are finished (``inbound.inflight.InFlight``)."""
+
+    def finish(self, open_kfid: str, msgids: Iterable[str]) -> None: ...
 
 
 @dataclass(eq=False)
@@ -66,7 +71,7 @@ class Deliveries:
         *,
         api: SupportsSend,
         store: KeyValues,
-        inflight: InFlight,
+        inflight: Finisher,
         takeover: Takeover,
         recalls: Recalls,
         ledger: BudgetLedger,
@@ -88,17 +93,21 @@ class Deliveries:
         self._policy = policy
         self.clock = clock
         self._lock = threading.Lock()
-        self._backlog: dict[TurnKey, deque[_Job]] = {}  # per customer: jobs being sent or waiting to retry
+        self._backlog: dict[
+            CustomerKey, deque[_Job]
+        ] = {}  # per customer: jobs being sent or waiting to retry
         self._outage = OutageLog(logger, "WeCom send API")
 
     # --- the gate: may the bot answer this turn? ----------------------------------------------------
 
-    def open(self, turn: Turn) -> Delivery | None:
-        """The turn's delivery, or None when the bot must not answer it (then it is finished here)."""
-        open_kfid, user = turn.key
-        msgids = turn.msgids
-        latest = max((float(m.create_time or 0) for m in turn.messages), default=0.0)
-        delivery = Delivery(self, turn.key, msgids, latest)
+    def open(
+        self, key: CustomerKey, msgids: list[str], *, latest_message_time: float, recovered: bool = False
+    ) -> Delivery | None:
+        """The delivery of the turn answering ``msgids``, or None when the bot must not answer it (then
+        it is finished here). Only a ``recovered`` turn (handled before a crash or by a dead instance)
+        can have a saved plan to resume."""
+        open_kfid, user = key
+        delivery = Delivery(self, key, msgids, latest_message_time)
         if self._recalls.any_recalled(msgids):
             logger.info("turn of %s/%s recalled before it was answered", open_kfid, user)
         elif not self.takeover.bot_may_answer(open_kfid, user):
@@ -106,7 +115,7 @@ class Deliveries:
         elif not self.takeover.claim_for_bot(open_kfid, user):
             pass
         else:
-            delivery.saved_plan = self.plans.load(msgids[-1])
+            delivery.saved_plan = self.plans.load(msgids[-1]) if recovered else None
             return delivery
         delivery.close()
         return None
@@ -124,7 +133,7 @@ class Deliveries:
             self._backlog[key] = deque([job])
         self._send_backlog(key)
 
-    def _send_backlog(self, key: TurnKey) -> None:
+    def _send_backlog(self, key: CustomerKey) -> None:
         """Send the customer's jobs in order; after a transient failure, come back later for the rest."""
         while True:
             with self._lock:
@@ -221,7 +230,7 @@ class Delivery:
     """One turn's answer: ``send`` each reply, then ``close``; finished once nothing is left to send."""
 
     def __init__(
-        self, service: Deliveries, key: TurnKey, msgids: list[str], latest_message_time: float
+        self, service: Deliveries, key: CustomerKey, msgids: list[str], latest_message_time: float
     ) -> None:
         self._service = service
         self.key = key

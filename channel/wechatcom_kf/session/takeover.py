@@ -21,7 +21,6 @@ from typing import Any, Protocol
 
 from ..errors import KfError
 from ..expiring import ExpiringKeys
-from ..inbound.items import ServicerMessage, SessionStatusChange
 from ..redaction import redact
 from ..store.base import KeyValues
 
@@ -152,20 +151,14 @@ class Takeover:
             self._claims.add((open_kfid, external_userid))
         return True
 
-    def on_servicer_message(self, item: ServicerMessage) -> None:
-        """An origin-5 item: a receptionist wrote to the customer from the WeCom client."""
-        self.mark_human(item.open_kfid, item.external_userid, "receptionist message")
-
-    def on_session_status_change(self, event: SessionStatusChange) -> None:
+    def on_session_status_change(self, open_kfid: str, external_userid: str, change_type: int | None) -> None:
         """``session_status_change``: 1/2/4 a human took the session, 3 it ended."""
-        if not event.open_kfid or not event.external_userid:
+        if not open_kfid or not external_userid:
             logger.warning("session_status_change without open_kfid/external_userid ignored")
             return
-        if event.change_type in HUMAN_CHANGE_TYPES:
-            self.mark_human(
-                event.open_kfid, event.external_userid, f"session_status_change {event.change_type}"
-            )
-        elif event.change_type == ENDED_CHANGE_TYPE:
-            self.release(event.open_kfid, event.external_userid, "session ended")
+        if change_type in HUMAN_CHANGE_TYPES:
+            self.mark_human(open_kfid, external_userid, f"session_status_change {change_type}")
+        elif change_type == ENDED_CHANGE_TYPE:
+            self.release(open_kfid, external_userid, "session ended")
         else:
-            logger.info("session_status_change with change_type %r ignored", event.change_type)
+            logger.info("session_status_change with change_type %r ignored", change_type)

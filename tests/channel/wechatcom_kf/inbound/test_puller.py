@@ -149,10 +149,10 @@ class RecordingRouter(Router):
 
     routed: list[str]
 
-    def route(self, items: Iterable[Item]) -> None:
+    def route(self, items: Iterable[Item], *, recovered: bool = False) -> None:
         items = list(items)
         self.routed.extend(i.msgid for i in items)
-        super().route(items)
+        super().route(items, recovered=recovered)
 
 
 class Harness:

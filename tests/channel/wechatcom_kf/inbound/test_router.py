@@ -171,6 +171,15 @@ def test_a_customer_message_becomes_a_turn_and_opens_its_budget(make_rig: Callab
     assert rig.pending() == []  # finished by the turn's end
 
 
+def test_claimed_back_messages_are_marked_recovered_and_fresh_ones_not(make_rig: Callable[..., Rig]) -> None:
+    """Only a recovered turn can have a half-sent reply whose saved plan is worth looking up."""
+    rig = make_rig()
+    rig.router.route(rig.accept(customer("old", user="wmA")), recovered=True)
+    rig.route(customer("new", user="wmB"))
+    rig.settle()
+    assert {t.msgids[0]: t.recovered for t in rig.turns} == {"old": True, "new": False}
+
+
 def test_messages_keep_their_order_per_customer(make_rig: Callable[..., Rig]) -> None:
     rig = make_rig()
     raws = [customer(f"a{n}", user="wmA") for n in range(5)] + [

@@ -108,8 +108,14 @@ def parts(emu: WeComEmulator, tmp_path: Path) -> Iterator[Parts]:
     api.close()
 
 
+def open_turn(parts: Parts, turn: Turn, recovered: bool = False) -> Delivery | None:
+    return parts.deliveries.open(
+        turn.key, turn.msgids, latest_message_time=turn.latest_message_time, recovered=recovered
+    )
+
+
 def answer(turn: Turn, parts: Parts, reply: Reply) -> Delivery:
-    delivery = parts.deliveries.open(turn)
+    delivery = open_turn(parts, turn)
     assert delivery is not None
     delivery.send(reply)
     delivery.close()
@@ -130,7 +136,7 @@ def test_a_recalled_turn_is_finished_without_a_send(parts: Parts):
     user = parts.emu.add_customer()
     turn = parts.turn(user, "说错了")
     parts.recalls.add(turn.msgids[0])
-    assert parts.deliveries.open(turn) is None
+    assert open_turn(parts, turn) is None
     assert parts.finished(turn)
     assert parts.emu.sends_to(user) == []
 
@@ -140,7 +146,7 @@ def test_a_session_a_human_owns_is_finished_without_a_send(parts: Parts):
     turn = parts.turn(user, "找人工")
     parts.emu.take_over(parts.emu.default_kfid, user, notify=False)
     parts.takeover.mark_human(parts.emu.default_kfid, user, "test")
-    assert parts.deliveries.open(turn) is None
+    assert open_turn(parts, turn) is None
     assert parts.finished(turn)
     assert parts.emu.sends_to(user) == []
 
@@ -148,7 +154,7 @@ def test_a_session_a_human_owns_is_finished_without_a_send(parts: Parts):
 def test_a_reply_during_an_outage_is_kept_and_sent_once_wecom_is_back(parts: Parts):
     user = parts.emu.add_customer()
     turn = parts.turn(user, "在吗")
-    delivery = parts.deliveries.open(turn)
+    delivery = open_turn(parts, turn)
     assert delivery is not None
     parts.emu.faults.error_5xx_rate = 1.0
     delivery.send(Reply(ReplyType.TEXT, "\n\n".join([PARAGRAPH] * 2)))
@@ -179,7 +185,7 @@ def test_replies_queued_behind_a_retry_keep_their_order(parts: Parts):
 def test_95018_marks_the_customer_human_owned_and_is_not_retried(parts: Parts):
     user = parts.emu.add_customer()
     turn = parts.turn(user, "问题")
-    delivery = parts.deliveries.open(turn)
+    delivery = open_turn(parts, turn)
     assert delivery is not None
     parts.emu.take_over(parts.emu.default_kfid, user, notify=False)
     delivery.send(Reply(ReplyType.TEXT, "答"))
@@ -219,7 +225,9 @@ def test_a_saved_plan_sends_only_the_parts_never_accepted(parts: Parts):
     texts = [f"第{i}段。" + PARAGRAPH[:100] for i in range(3)]
     plan = json.dumps({"parts": texts, "accepted": [0]}, ensure_ascii=False)
     parts.store.set_value(plan_key(base), plan, 3600)  # what a crash after part 0 leaves
-    delivery = parts.deliveries.open(turn)
+    fresh = open_turn(parts, turn)  # a freshly pulled turn cannot have a plan: not even looked up
+    assert fresh is not None and fresh.saved_plan is None
+    delivery = open_turn(parts, turn, recovered=True)  # claimed back after the crash
     assert delivery is not None and delivery.saved_plan is not None
     delivery.resume()
     assert [s.text for s in parts.emu.sends_to(user)] == texts[1:]
@@ -231,7 +239,7 @@ def test_a_saved_plan_sends_only_the_parts_never_accepted(parts: Parts):
 def test_a_second_reply_of_one_turn_gets_its_own_msgids(parts: Parts):
     user = parts.emu.add_customer()
     turn = parts.turn(user, "图文")
-    delivery = parts.deliveries.open(turn)
+    delivery = open_turn(parts, turn)
     assert delivery is not None
     delivery.send(Reply(ReplyType.TEXT, "文字"))
     delivery.send(Reply(ReplyType.TEXT, "补充"))

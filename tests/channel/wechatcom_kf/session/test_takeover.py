@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 
 from channel.wechatcom_kf.errors import KfApiError, KfNetworkError
-from channel.wechatcom_kf.inbound.items import ServicerMessage, SessionStatusChange, parse_item
 from channel.wechatcom_kf.session.takeover import CLAIM_TTL_SECONDS, Takeover, flag_key
 from channel.wechatcom_kf.store import JsonFileStore
 
@@ -60,27 +59,6 @@ class Clock:
         return self.now
 
 
-def servicer_message(user: str = USER) -> ServicerMessage:
-    raw = {
-        "msgid": "s1",
-        "origin": 5,
-        "external_userid": user,
-        "servicer_userid": "zhangsan",
-        "msgtype": "text",
-        "text": {"content": "您好，我是人工客服"},
-    }
-    item = parse_item(raw, KF)
-    assert isinstance(item, ServicerMessage)
-    return item
-
-
-def status_change(change_type: Any, user: str = USER) -> SessionStatusChange:
-    event = {"event_type": "session_status_change", "change_type": change_type, "external_userid": user}
-    item = parse_item({"msgid": "e1", "origin": 4, "msgtype": "event", "event": event}, KF)
-    assert isinstance(item, SessionStatusChange)
-    return item
-
-
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[JsonFileStore]:
     s = JsonFileStore(tmp_path)
@@ -101,7 +79,7 @@ def test_unflagged_customers_are_answered_without_an_api_call(store: JsonFileSto
 def test_a_receptionist_message_flags_the_customer_until_wecom_says_otherwise(store: JsonFileStore) -> None:
     api = FakeStateApi(state=3)
     takeover = Takeover(store, api)
-    takeover.on_servicer_message(servicer_message())
+    takeover.mark_human(KF, USER, "receptionist message")
     assert not takeover.bot_may_answer(KF, USER)
     api.state = 2
     assert not takeover.bot_may_answer(KF, USER)
@@ -115,7 +93,7 @@ def test_a_receptionist_message_flags_the_customer_until_wecom_says_otherwise(st
 @pytest.mark.parametrize("change_type", [1, 2, 4])
 def test_session_taken_by_a_human_flags(store: JsonFileStore, change_type: int) -> None:
     takeover = Takeover(store, FakeStateApi())
-    takeover.on_session_status_change(status_change(change_type))
+    takeover.on_session_status_change(KF, USER, change_type)
     assert takeover.is_flagged(KF, USER)
     assert store.get_value(flag_key(KF, USER)) is not None
 
@@ -123,7 +101,7 @@ def test_session_taken_by_a_human_flags(store: JsonFileStore, change_type: int) 
 def test_session_ended_clears_the_flag(store: JsonFileStore) -> None:
     takeover = Takeover(store, FakeStateApi())
     takeover.mark_human(KF, USER, "test")
-    takeover.on_session_status_change(status_change(3))
+    takeover.on_session_status_change(KF, USER, 3)
     assert not takeover.is_flagged(KF, USER)
     assert store.get_value(flag_key(KF, USER)) is None
 
@@ -131,16 +109,16 @@ def test_session_ended_clears_the_flag(store: JsonFileStore) -> None:
 @pytest.mark.parametrize("change_type", [None, 0, 5, "1"])
 def test_other_change_types_change_nothing(store: JsonFileStore, change_type: Any) -> None:
     takeover = Takeover(store, FakeStateApi())
-    takeover.on_session_status_change(status_change(change_type))
+    takeover.on_session_status_change(KF, USER, change_type)
     assert not takeover.is_flagged(KF, USER)
     takeover.mark_human(KF, USER, "test")
-    takeover.on_session_status_change(status_change(change_type))
+    takeover.on_session_status_change(KF, USER, change_type)
     assert takeover.is_flagged(KF, USER)
 
 
 def test_a_status_change_without_a_customer_is_ignored(store: JsonFileStore) -> None:
     takeover = Takeover(store, FakeStateApi())
-    takeover.on_session_status_change(status_change(1, user=""))
+    takeover.on_session_status_change(KF, "", 1)
     assert not takeover.is_flagged(KF, "")
     takeover.mark_human(KF, "", "test")
     assert store.get_value(flag_key(KF, "")) is None
@@ -212,13 +190,13 @@ def test_a_claim_is_forgotten_when_the_session_ends_or_a_human_takes_it(store: J
     api = FakeStateApi(state=0)
     takeover = Takeover(store, api)
     takeover.claim_for_bot(KF, USER)
-    takeover.on_session_status_change(status_change(3))
+    takeover.on_session_status_change(KF, USER, 3)
     takeover.claim_for_bot(KF, USER)
     assert len(api.trans) == 2
     takeover.mark_human(KF, USER, "send refused with 95018")
     takeover.claim_for_bot(KF, USER)
     assert len(api.trans) == 3
-    takeover.on_servicer_message(servicer_message())
+    takeover.mark_human(KF, USER, "receptionist message")
     takeover.claim_for_bot(KF, USER)
     assert len(api.trans) == 4
 
