@@ -10,15 +10,10 @@ from __future__ import annotations
 
 import logging
 import pathlib
-import shutil
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 
 import pytest
-import redis
 
 from sandbox.emulator import WeComEmulator
 
@@ -70,42 +65,13 @@ def emu() -> Iterator[WeComEmulator]:
         emulator.stop()
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real redis-server for the whole run (tests isolate themselves with key prefixes)."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.fail("redis-server is not installed; the Redis tests need it (apt install redis-server)")
-    workdir = tmp_path_factory.mktemp("redis")
-    port = _free_port()
-    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    args += ["--dir", str(workdir)]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{port}/0"
+    from tests.redis_helpers import RedisServer
+
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
     try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=0.5)
-        for _ in range(100):  # up to ~5 s
-            try:
-                if client.ping():
-                    break
-            except redis.ConnectionError:
-                if proc.poll() is not None:
-                    pytest.fail(f"redis-server exited with code {proc.returncode}")
-                time.sleep(0.05)
-        else:
-            pytest.fail("redis-server did not answer PING")
-        client.close()
-        yield url
+        yield server.url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        server.stop()

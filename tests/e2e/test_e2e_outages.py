@@ -9,8 +9,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
-import subprocess
 import threading
 import uuid
 from collections import Counter
@@ -19,12 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
 from bridge.reply import Reply, ReplyType
 from sandbox.emulator import WeComEmulator
 from sandbox.fake_openai import FakeOpenAIServer
-from sandbox.harness import free_port, wait_until
+from sandbox.harness import wait_until
 from tests.e2e.e2e_helpers import (
     ChannelRunner,
     answers_per_message,
@@ -32,6 +29,7 @@ from tests.e2e.e2e_helpers import (
     pending_left,
     start_app,
 )
+from tests.redis_helpers import RedisServer
 
 OUTAGE_SECONDS = 60.0
 REDIS_DOWN_SECONDS = 8.0
@@ -109,43 +107,12 @@ def test_a_restart_after_kill_9_during_a_slow_pull_answers_without_another_callb
     assert "Traceback" not in app.log_text()
 
 
-class RedisServer:
-    """A redis-server of this test only, persisting to disk so that a kill -9 loses nothing."""
-
-    def __init__(self, workdir: Path) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail("redis-server is not installed (apt install redis-server)")
-        self.binary, self.workdir, self.port = binary, workdir, free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir)]
-        args += ["--save", "", "--appendonly", "yes", "--appendfsync", "always"]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
-
-        def up() -> bool:
-            try:
-                return bool(client.ping())
-            except redis.RedisError:
-                return False
-
-        assert wait_until(up, 10), "redis-server did not answer PING"
-        client.close()
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     workdir = tmp_path / "redis"
     workdir.mkdir()
-    server = RedisServer(workdir)
+    # Durable, so that a kill -9 loses nothing the channel was told is written.
+    server = RedisServer(workdir, ("--appendonly", "yes", "--appendfsync", "always"))
     server.start()
     try:
         yield server

@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import contextlib
 import resource
-import shutil
-import socket
-import subprocess
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
-import redis
+from sandbox.harness import free_port
+from tests.redis_helpers import RedisServer, redis_binary
+from tests.redis_helpers import wait_for as wait_until
+
+__all__ = ["RedisServer", "free_port", "redis_binary", "wait_until"]
 
 KF = "wkAAAA"
 KF2 = "wkBBBB"
@@ -63,79 +62,6 @@ def item(msgid: str, kfid: str = KF, text: str = "你好") -> dict[str, Any]:
 
 def ids(items: list[dict[str, Any]]) -> list[str]:
     return [it["msgid"] for it in items]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll ``condition`` until it holds; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
-
-
-def redis_binary() -> str:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.fail("redis-server is not installed; the Redis tests need it (apt install redis-server)")
-    return binary
-
-
-class RedisServer:
-    """One redis-server on a loopback port; ``stop()`` terminates it by its PID, ``start()`` again."""
-
-    def __init__(self, workdir: Path, extra_args: tuple[str, ...] = (), port: int | None = None) -> None:
-        self.binary = redis_binary()
-        self.workdir = workdir
-        self.port = port or free_port()
-        self.extra_args = extra_args
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def client(self, **kwargs: Any) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=1, **kwargs)
-
-    def start(self, timeout: float = 10) -> RedisServer:
-        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
-        args += ["--appendonly", "no", "--dir", str(self.workdir), *self.extra_args]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        proc = self.proc
-        client = self.client()
-
-        def answers() -> bool:
-            if proc.poll() is not None:
-                pytest.fail(f"redis-server exited with code {proc.returncode}")
-            try:
-                return bool(client.ping())
-            except redis.ConnectionError:
-                return False
-
-        try:
-            wait_until(answers, timeout, "redis-server to answer PING")
-        finally:
-            client.close()
-        return self
-
-    def stop(self) -> None:
-        """Terminate the process by its PID and wait until it is gone."""
-        proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
 
 
 class Call:
