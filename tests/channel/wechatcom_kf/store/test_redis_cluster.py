@@ -116,6 +116,13 @@ class Cluster:
                 proc.wait(timeout=5)
 
     def create(self) -> Cluster:
+        try:
+            return self._create()
+        except BaseException:
+            self.terminate()  # a cluster that never formed must not outlive the test
+            raise
+
+    def _create(self) -> Cluster:
         for index in range(3):
             self.start_node(index)
         nodes = [self.node(i) for i in range(3)]
