@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import logging
 import re
-import threading
 from collections.abc import Callable
 from typing import Any
+
+from ..oncelog import OncePerKey
 
 logger = logging.getLogger(__name__)
 
@@ -25,8 +26,7 @@ MAX_MERGED_DEPTH = 2
 MEDIA_LABELS = {"image": "图片", "voice": "语音", "video": "视频", "file": "文件"}
 CHANNELS_SUB_TYPES = {1: "视频号动态", 2: "视频号直播", 3: "视频号名片"}
 
-_warned_types: set[str] = set()
-_warned_lock = threading.Lock()
+_unsupported_types = OncePerKey()
 # Unknown msgtype names come from outside: keep what we log short and printable.
 _TYPE_NAME_RE = re.compile(r"[^0-9A-Za-z_\-]")
 
@@ -189,10 +189,8 @@ def unsupported_text(msgtype: str) -> str:
 
 def _warn_once(msgtype: str) -> None:
     name = _TYPE_NAME_RE.sub("", msgtype)[:32] or "?"
-    with _warned_lock:
-        if name in _warned_types or len(_warned_types) >= 256:
-            return
-        _warned_types.add(name)
+    if not _unsupported_types.first(name):
+        return
     logger.warning("unsupported KF msgtype %r answered with a stand-in text (logged once per type)", name)
 
 

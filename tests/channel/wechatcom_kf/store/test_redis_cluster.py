@@ -11,7 +11,6 @@ Every script of the store runs below for those accounts.
 from __future__ import annotations
 
 import logging
-import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
@@ -28,9 +27,9 @@ from channel.wechatcom_kf.store.redis_store import RedisStore
 from tests.channel.wechatcom_kf.store.store_helpers import (
     LONG,
     Call,
+    RedisServer,
     free_port,
     ids,
-    redis_binary,
     wait_until,
 )
 
@@ -60,12 +59,11 @@ class Cluster:
     the rest. ``stop_node``/``start_node`` terminate (by PID) and restart one with its saved config."""
 
     def __init__(self, workdir: Path, node_timeout_ms: int) -> None:
-        self.binary = redis_binary()
         self.workdir = workdir
         self.node_timeout_ms = node_timeout_ms
         self.ports = [free_port() for _ in range(3)]
         self.bus_ports = [free_port() for _ in range(3)]
-        self.procs: list[subprocess.Popen[bytes] | None] = [None, None, None]
+        self.servers: list[RedisServer | None] = [None, None, None]
 
     @property
     def url(self) -> str:
@@ -78,42 +76,15 @@ class Cluster:
 
     def start_node(self, index: int) -> None:
         port, bus_port = self.ports[index], self.bus_ports[index]
-        args = [self.binary, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes"]
-        args += [
-            "--cluster-port",
-            str(bus_port),
-            "--cluster-config-file",
-            str(self.workdir / f"nodes-{port}.conf"),
-        ]
-        args += ["--cluster-node-timeout", str(self.node_timeout_ms), "--appendonly", "no", "--save", ""]
-        args += ["--dir", str(self.workdir)]
-        proc = self.procs[index] = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        node = self.node(index)
-
-        def answers() -> bool:
-            if proc.poll() is not None:
-                pytest.fail(f"cluster node {index} exited with code {proc.returncode}")
-            try:
-                return bool(node.ping())
-            except redis.ConnectionError:
-                return False
-
-        try:
-            wait_until(answers, 10, f"cluster node {index} to answer PING")
-        finally:
-            node.close()
+        cluster_args = ("--cluster-enabled", "yes", "--cluster-port", str(bus_port))
+        cluster_args += ("--cluster-config-file", str(self.workdir / f"nodes-{port}.conf"))
+        cluster_args += ("--cluster-node-timeout", str(self.node_timeout_ms))
+        self.servers[index] = RedisServer(self.workdir, cluster_args, port=port).start()
 
     def stop_node(self, index: int) -> None:
-        proc, self.procs[index] = self.procs[index], None
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+        server, self.servers[index] = self.servers[index], None
+        if server is not None:
+            server.stop()
 
     def create(self) -> Cluster:
         try:
