@@ -2,6 +2,6 @@
 
 from sandbox.emulator.emulator import WeComEmulator
 from sandbox.emulator.faults import Faults
-from sandbox.emulator.models import Rejection, SentMessage, UploadedMedia
+from sandbox.emulator.models import Rejection, SentMessage, Servicer, UploadedMedia
 
-__all__ = ["Faults", "Rejection", "SentMessage", "UploadedMedia", "WeComEmulator"]
+__all__ = ["Faults", "Rejection", "SentMessage", "Servicer", "UploadedMedia", "WeComEmulator"]

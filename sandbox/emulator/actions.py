@@ -7,8 +7,24 @@ from concurrent.futures import Future
 from typing import Any
 
 from sandbox.emulator import feed, media, sessions
-from sandbox.emulator.models import SEND_WINDOW
+from sandbox.emulator.models import SEND_WINDOW, SERVICER_RECEIVING, SERVICER_STOPPED
 from sandbox.emulator.state import EmulatorState
+from sandbox.emulator.validate import nbytes
+
+MENU_FIELD_MAX = 128  # click.id and click.content: 1..128 bytes (§4)
+
+
+def check_servicer_status(status: int, stop_type: int) -> None:
+    """ValueError unless status is 0 receiving / 1 stopped and stop_type 0 stopped / 1 suspended."""
+    if status not in (SERVICER_RECEIVING, SERVICER_STOPPED):
+        raise ValueError("status must be 0 (receiving) or 1 (stopped), the kf/servicer/list coding")
+    if stop_type not in (0, 1):
+        raise ValueError("stop_type must be 0 (stopped) or 1 (temporarily suspended)")
+
+
+def _check_menu_field(value: str, what: str) -> None:
+    if not isinstance(value, str) or not 1 <= nbytes(value) <= MENU_FIELD_MAX:
+        raise ValueError(f"{what} must be a string of 1..{MENU_FIELD_MAX} UTF-8 bytes")
 
 
 class ActionsMixin:
@@ -38,13 +54,46 @@ class ActionsMixin:
     ) -> str:
         """Append a customer message (origin 3) of any msgtype; returns its msgid."""
         self._known(open_kfid, user)
+        msgid = self._record_customer(open_kfid, user, msgtype, body, send_time, {})
+        self._announce(open_kfid, notify, wait)
+        return msgid
+
+    def _record_customer(
+        self,
+        open_kfid: str,
+        user: str,
+        msgtype: str,
+        body: dict[str, Any],
+        send_time: float | None,
+        feed_extra: dict[str, Any],
+    ) -> str:
+        """Log item, 48 h window + fresh budget, feed entry; returns the msgid."""
         when = self.state.now() if send_time is None else float(send_time)
         item = self._message_item(open_kfid, user, 3, msgtype, body, when)
-        msgid = item["msgid"]
+        msgid = str(item["msgid"])
         with self.state.lock:
             self.state.append_item(open_kfid, item)
             sessions.record_customer_message(self.state, open_kfid, user, msgid, when)
-            feed.entry(self.state, open_kfid, user, "customer", msgtype, body, msgid=msgid)
+            feed.entry(self.state, open_kfid, user, "customer", msgtype, body, msgid=msgid, **feed_extra)
+        return msgid
+
+    def customer_click(
+        self,
+        open_kfid: str,
+        user: str,
+        menu_id: str,
+        content: str,
+        notify: bool = True,
+        wait: bool = False,
+    ) -> str:
+        """The customer taps a ``click`` item of a msgmenu: it arrives as the customer's ``text``
+        ``{content, menu_id}`` (origin 3), a customer message like any other (48 h window, budget).
+        https://developer.work.weixin.qq.com/document/path/94670 (text.menu_id), /94677 (msgmenu)"""
+        self._known(open_kfid, user)
+        _check_menu_field(menu_id, "menu_id")
+        _check_menu_field(content, "content")
+        body = {"content": content, "menu_id": menu_id}
+        msgid = self._record_customer(open_kfid, user, "text", body, None, {"menu_id": menu_id})
         self._announce(open_kfid, notify, wait)
         return msgid
 
@@ -163,7 +212,7 @@ class ActionsMixin:
         item["servicer_userid"] = servicer_userid
         msgid = item["msgid"]
         with self.state.lock:
-            self.state.servicers.add(servicer_userid)
+            self.state.ensure_servicer(servicer_userid)
             session = self.state.session(open_kfid, user)
             session.state, session.servicer_userid = 3, servicer_userid
             self.state.append_item(open_kfid, item)
@@ -191,7 +240,7 @@ class ActionsMixin:
         """A receptionist takes the session: state 3, event session_status_change 1 (or 2 if transferred)."""
         self._known(open_kfid, user)
         with self.state.lock:
-            self.state.servicers.add(servicer_userid)
+            self.state.ensure_servicer(servicer_userid)
             session = self.state.session(open_kfid, user)
             old = session.servicer_userid if session.state == 3 else None
             event: dict[str, Any] = {
@@ -209,6 +258,40 @@ class ActionsMixin:
             self._event(open_kfid, event)
             feed.system(self.state, open_kfid, user, f"{servicer_userid} took over the session")
         self._announce(open_kfid, notify, wait)
+
+    def set_servicer_status(
+        self,
+        userid: str,
+        status: int,
+        stop_type: int = 0,
+        *,
+        open_kfid: str | None = None,
+        notify: bool = True,
+        wait: bool = False,
+    ) -> str | None:
+        """A receptionist starts (0) or stops (1) receiving; ``stop_type`` 1 = temporarily suspended.
+        With ``open_kfid``, that account also gets the event servicer_status_change (coded 1 receiving,
+        2 stopped) and its msgid is returned. Unknown userid → KeyError.
+        https://developer.work.weixin.qq.com/document/path/94645, /94670 (servicer_status_change)"""
+        check_servicer_status(status, stop_type)
+        if open_kfid is not None:
+            self._known(open_kfid)
+        with self.state.changed:
+            entry = self.state.servicers.get(userid)
+            if entry is None:
+                raise KeyError(f"unknown servicer {userid}")
+            entry.status = status
+            entry.stop_type = stop_type if status == SERVICER_STOPPED else 0
+            self.state.changed.notify_all()
+        if open_kfid is None:
+            return None
+        event = {
+            "event_type": "servicer_status_change",
+            "servicer_userid": userid,
+            "status": 1 if status == SERVICER_RECEIVING else 2,
+            "stop_type": stop_type if status == SERVICER_STOPPED else 0,
+        }
+        return self.push_event(open_kfid, event, notify=notify, wait=wait)
 
     def hand_back(self, open_kfid: str, user: str, notify: bool = True, wait: bool = False) -> None:
         """The receptionist ends the session: state 4, session_status_change 3 with a closing msg_code."""

@@ -58,6 +58,16 @@ def send(emu: WeComEmulator, headers: dict[str, str], raw: bytes) -> dict[str, A
     return {"msgid": emu.customer_text(kf, user, _str(data, "text"))}
 
 
+def click(emu: WeComEmulator, headers: dict[str, str], raw: bytes) -> dict[str, Any]:
+    """The customer taps a click item of a menu the app sent: a text with ``menu_id`` reaches the app."""
+    data = _body(raw)
+    kf, user = _pair(emu, data)
+    try:
+        return {"msgid": emu.customer_click(kf, user, _str(data, "menu_id"), _str(data, "content"))}
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+
+
 def enter(emu: WeComEmulator, headers: dict[str, str], raw: bytes) -> dict[str, Any]:
     data = _body(raw)
     kf, user = _pair(emu, data)

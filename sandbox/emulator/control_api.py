@@ -84,6 +84,10 @@ def state_dump(emu: WeComEmulator) -> HttpAnswer:
             ],
             "states": {f"{kf}|{user}": s.state for (kf, user), s in emu.state.sessions.items()},
             "servicers": sorted(emu.state.servicers),
+            "servicer_list": [
+                {"userid": s.userid, "status": s.status, "stop_type": s.stop_type}
+                for s in sorted(emu.state.servicers.values(), key=lambda s: s.userid)
+            ],
             "default_kfid": emu.default_kfid,
         }
     return json_answer(payload)
@@ -109,6 +113,7 @@ POST_ROUTES: dict[str, Callable[[WeComEmulator, dict[str, str], bytes], dict[str
     "/sandbox/api/accounts": control_actions.add_account,
     "/sandbox/api/customers": control_actions.add_customer,
     "/sandbox/api/send": control_actions.send,
+    "/sandbox/api/click": control_actions.click,
     "/sandbox/api/upload": control_actions.upload,
     "/sandbox/api/enter": control_actions.enter,
     "/sandbox/api/takeover": control_actions.takeover,

@@ -12,17 +12,19 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from sandbox.emulator import feed, media, server
-from sandbox.emulator.actions import ActionsMixin
+from sandbox.emulator.actions import ActionsMixin, check_servicer_status
 from sandbox.emulator.callbacks import CallbackSender
 from sandbox.emulator.crypto import CallbackCrypto, new_aes_key
 from sandbox.emulator.faults import Faults
 from sandbox.emulator.models import (
+    SERVICER_RECEIVING,
     Account,
     ApiError,
     ApiRequest,
     Customer,
     Rejection,
     SentMessage,
+    Servicer,
     UploadedMedia,
 )
 from sandbox.emulator.state import EmulatorState, random_token
@@ -73,7 +75,7 @@ class WeComEmulator(ActionsMixin):
         self._callbacks = CallbackSender(self)
         self._httpd: server.EmulatorHTTPServer | None = None
         self._thread: threading.Thread | None = None
-        self.state.servicers.add("zhangsan")
+        self.add_servicer("zhangsan")
         self.default_kfid = self.add_account(account_name)
         WeComEmulator._credential_sources.append(
             ((self.secret, self.callback_token, self.aes_key), self.tokens)
@@ -146,10 +148,28 @@ class WeComEmulator(ActionsMixin):
             self.state.changed.notify_all()
         return user
 
-    def add_servicer(self, userid: str) -> None:
-        """A receptionist that ``service_state/trans`` to 3 accepts (others → 95014)."""
+    def add_servicer(self, userid: str, status: int = SERVICER_RECEIVING) -> None:
+        """A receptionist (or a new status for a known one): 0 receiving, 1 stopped (§7 coding).
+        ``service_state/trans`` to 3 needs a known one (95014) who is receiving (95019)."""
+        check_servicer_status(status, 0)
+        with self.state.changed:
+            self.state.servicers[userid] = Servicer(userid, status)
+            self.state.changed.notify_all()
+
+    def remove_servicer(self, userid: str) -> None:
+        """Forget a receptionist (unknown userid → KeyError); an account may have none at all."""
+        with self.state.changed:
+            if self.state.servicers.pop(userid, None) is None:
+                raise KeyError(f"unknown servicer {userid}")
+            self.state.changed.notify_all()
+
+    def servicer(self, userid: str) -> Servicer:
+        """A copy of one receptionist's record (unknown userid → KeyError)."""
         with self.state.lock:
-            self.state.servicers.add(userid)
+            entry = self.state.servicers.get(userid)
+            if entry is None:
+                raise KeyError(f"unknown servicer {userid}")
+            return Servicer(entry.userid, entry.status, entry.stop_type)
 
     def _known(self, open_kfid: str, user: str | None = None) -> None:
         if open_kfid not in self.state.accounts:
@@ -227,6 +247,18 @@ class WeComEmulator(ActionsMixin):
         """A copy of the account's sync_msg log (what sync_msg would return, oldest first)."""
         with self.state.lock:
             return [dict(item) for item in self.state.logs.get(open_kfid, [])]
+
+    # ----- knobs kept on Faults, reachable here too
+    @property
+    def trans_errcode(self) -> int | None:
+        """While set, every ``service_state/trans`` answers this errcode (``faults.trans_errcode``)."""
+        return self.faults.trans_errcode
+
+    @trans_errcode.setter
+    def trans_errcode(self, errcode: int | None) -> None:
+        if errcode is not None and (not isinstance(errcode, int) or isinstance(errcode, bool)):
+            raise TypeError("trans_errcode must be an int errcode or None")
+        self.faults.trans_errcode = errcode
 
     # ----- tokens, clock, secrets
     def invalidate_tokens(self) -> None:

@@ -1,9 +1,11 @@
-"""Fault knobs: latency, HTTP 500s, dropped connections, 45009 bursts, token invalidation."""
+"""Fault knobs: latency, HTTP 500s, dropped connections, 45009 bursts, token invalidation,
+refused ``kf/service_state/trans`` calls."""
 
 from __future__ import annotations
 
 import random
 import threading
+from collections.abc import Collection
 from dataclasses import dataclass
 
 
@@ -29,7 +31,11 @@ class Faults:
         self.invalidate_tokens_every: float | None = None
         self._rate_limit_left = 0
         self._rate_limit_path: str | None = None
-        self.counts = {"dropped": 0, "error_5xx": 0, "rate_limited": 0}
+        # kf/service_state/trans answers this errcode (e.g. 95016, 95014, 95019) while set; only
+        # for transitions to ``trans_errcode_states`` when that is set (None = every target state).
+        self.trans_errcode: int | None = None
+        self.trans_errcode_states: Collection[int] | None = None
+        self.counts = {"dropped": 0, "error_5xx": 0, "rate_limited": 0, "trans_refused": 0}
 
     def seed(self, value: int) -> None:
         """Make the random fault choices deterministic."""
@@ -49,6 +55,8 @@ class Faults:
             self.drop_rate = 0.0
             self.invalidate_tokens_every = None
             self._rate_limit_left = 0
+            self.trans_errcode = None
+            self.trans_errcode_states = None
 
     def decide(self, path: str) -> FaultDecision:
         """Roll the dice for one call to ``path`` (e.g. "kf/sync_msg")."""
@@ -65,3 +73,12 @@ class Faults:
                 self.counts["rate_limited"] += 1
                 return FaultDecision(delay=delay, rate_limited=True)
             return FaultDecision(delay=delay)
+
+    def trans_refusal(self, new_state: int) -> int | None:
+        """The errcode a ``service_state/trans`` to ``new_state`` must answer now, or None (counted)."""
+        with self._lock:
+            code, states = self.trans_errcode, self.trans_errcode_states
+            if code is None or (states is not None and new_state not in states):
+                return None
+            self.counts["trans_refused"] += 1
+            return int(code)

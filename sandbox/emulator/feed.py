@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import TYPE_CHECKING, Any
 
 from sandbox.emulator.models import ApiRequest, Rejection, SentMessage
@@ -37,6 +38,16 @@ def describe(msgtype: str, body: dict[str, Any]) -> str:
     return "" if msgtype in MEDIA_KINDS else f"[{msgtype}]"
 
 
+def menu_of(body: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a msgmenu body the page renders (https://developer.work.weixin.qq.com/document/path/94677)."""
+    items = body.get("list")
+    return {
+        "head_content": str(body.get("head_content") or ""),
+        "list": copy.deepcopy(items) if isinstance(items, list) else [],
+        "tail_content": str(body.get("tail_content") or ""),
+    }
+
+
 def entry(
     state: EmulatorState,
     open_kfid: str,
@@ -46,7 +57,8 @@ def entry(
     body: dict[str, Any],
     **extra: Any,
 ) -> None:
-    """Append one feed entry; media bodies get a media_url and the stored file name."""
+    """Append one feed entry; media bodies get a media_url and the stored file name, a msgmenu its
+    ``menu`` (head_content, list, tail_content) for the page to draw buttons from."""
     item: dict[str, Any] = {
         "open_kfid": open_kfid,
         "external_userid": user,
@@ -61,6 +73,8 @@ def entry(
         item["media_url"] = media_url(media_id, msgtype)
         stored = state.media.get(media_id)
         item["filename"] = stored.filename if stored else None
+    if msgtype == "msgmenu":
+        item["menu"] = menu_of(body)
     item.update(extra)
     state.add_feed(item)
 

@@ -11,6 +11,15 @@ from sandbox.emulator.models import SEND_WINDOW, ApiError, ApiRequest
 if TYPE_CHECKING:
     from sandbox.emulator.emulator import WeComEmulator
 
+# errmsg of an injected trans refusal (the knob emu.faults.trans_errcode), as the real check would say.
+TRANS_ERRMSG = {
+    95013: "session already ended",
+    95014: "user is not servicer",
+    95016: "service state transition not allowed",
+    95018: "send msg session status invalid",
+    95019: "servicer stopped",
+}
+
 
 def gettoken(emu: WeComEmulator, req: ApiRequest) -> dict[str, Any]:
     """https://developer.work.weixin.qq.com/document/path/91039"""
@@ -42,6 +51,7 @@ def service_state_trans(emu: WeComEmulator, req: ApiRequest) -> dict[str, Any]:
     new_state = data.get("service_state")
     if not isinstance(new_state, int):
         raise ApiError(40058, "invalid service_state")
+    _injected_refusal(emu, new_state)
     servicer = data.get("servicer_userid")
     code = sessions.transition(
         emu.state, open_kfid, user, new_state, servicer if isinstance(servicer, str) else None
@@ -51,6 +61,13 @@ def service_state_trans(emu: WeComEmulator, req: ApiRequest) -> dict[str, Any]:
     if code:
         answer["msg_code"] = code
     return answer
+
+
+def _injected_refusal(emu: WeComEmulator, new_state: int) -> None:
+    """Raise the errcode set with the trans fault knob, if any (a Rejection with injected=True)."""
+    errcode = emu.faults.trans_refusal(new_state)
+    if errcode is not None:
+        raise ApiError(errcode, TRANS_ERRMSG.get(errcode, "service state trans refused"), injected=True)
 
 
 def customer_batchget(emu: WeComEmulator, req: ApiRequest) -> dict[str, Any]:
@@ -110,8 +127,10 @@ def account_list(emu: WeComEmulator, req: ApiRequest) -> dict[str, Any]:
 
 
 def servicer_list(emu: WeComEmulator, req: ApiRequest) -> dict[str, Any]:
-    """https://developer.work.weixin.qq.com/document/path/94645"""
+    """https://developer.work.weixin.qq.com/document/path/94645 (status 0 receiving, 1 stopped;
+    stop_type 0 stopped, 1 temporarily suspended)."""
     check_account(emu, req.query.get("open_kfid"))
     with emu.state.lock:
-        listed = [{"userid": s, "status": 0, "stop_type": 0} for s in sorted(emu.state.servicers)]
+        servicers = sorted(emu.state.servicers.values(), key=lambda s: s.userid)
+        listed = [{"userid": s.userid, "status": s.status, "stop_type": s.stop_type} for s in servicers]
     return {"errcode": 0, "errmsg": "ok", "servicer_list": listed}

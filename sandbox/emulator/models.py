@@ -15,6 +15,9 @@ WELCOME_CODE_TTL = 20.0
 CLOSING_CODE_TTL = 20.0
 POOL_CODE_TTL = 48 * 3600.0
 ACCESS_TOKEN_TTL = 7200
+# kf/servicer/list status coding (§7); the servicer_status_change event uses 1 / 2 instead.
+SERVICER_RECEIVING = 0
+SERVICER_STOPPED = 1
 
 
 class ApiError(Exception):
@@ -74,6 +77,16 @@ class UploadedMedia:
 class Account:
     open_kfid: str
     name: str
+
+
+@dataclass
+class Servicer:
+    """A receptionist (接待人员) as ``kf/servicer/list`` reports it: status 0 receiving / 1 stopped,
+    stop_type 0 stopped / 1 temporarily suspended (only meaningful while stopped)."""
+
+    userid: str
+    status: int = SERVICER_RECEIVING
+    stop_type: int = 0
 
 
 @dataclass

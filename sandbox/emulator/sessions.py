@@ -7,6 +7,7 @@ from sandbox.emulator.models import (
     POOL_CODE_TTL,
     SEND_BUDGET,
     SEND_WINDOW,
+    SERVICER_RECEIVING,
     WELCOME_CODE_TTL,
     ApiError,
     EventCode,
@@ -78,6 +79,17 @@ def take_code(state: EmulatorState, code: str, msgtype: str) -> EventCode:
         return entry
 
 
+def check_servicer(state: EmulatorState, servicer: str | None) -> None:
+    """State 3 needs a known receptionist (else 95014) who is receiving (else 95019).
+    https://developer.work.weixin.qq.com/document/path/94669"""
+    with state.lock:
+        entry = state.servicers.get(servicer) if servicer else None
+        if entry is None:
+            raise ApiError(95014, "user is not servicer")
+        if entry.status != SERVICER_RECEIVING:
+            raise ApiError(95019, "servicer stopped")
+
+
 def transition(
     state: EmulatorState, open_kfid: str, user: str, new_state: int, servicer: str | None
 ) -> str | None:
@@ -88,8 +100,8 @@ def transition(
         session = state.session(open_kfid, user)
         if new_state not in ALLOWED[session.state]:
             raise ApiError(95016, "service state transition not allowed")
-        if new_state == 3 and (not servicer or servicer not in state.servicers):
-            raise ApiError(95014, "user is not servicer")
+        if new_state == 3:
+            check_servicer(state, servicer)
         code: str | None = None
         if new_state in (2, 3) and not session.pool_code_issued:
             session.pool_code_issued = True

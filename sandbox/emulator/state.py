@@ -15,6 +15,7 @@ from sandbox.emulator.models import (
     EventCode,
     Rejection,
     SentMessage,
+    Servicer,
     Session,
     UploadedMedia,
 )
@@ -42,7 +43,7 @@ class EmulatorState:
         self.clock_offset = 0.0
         self.accounts: dict[str, Account] = {}
         self.customers: dict[str, Customer] = {}
-        self.servicers: set[str] = set()
+        self.servicers: dict[str, Servicer] = {}  # by userid
         self.logs: dict[str, list[dict[str, Any]]] = {}
         self.sessions: dict[tuple[str, str], Session] = {}
         self.codes: dict[str, EventCode] = {}
@@ -81,6 +82,11 @@ class EmulatorState:
             if key not in self.sessions:
                 self.sessions[key] = Session()
             return self.sessions[key]
+
+    def ensure_servicer(self, userid: str) -> Servicer:
+        """The receptionist ``userid``; added (receiving) when unknown."""
+        with self.lock:
+            return self.servicers.setdefault(userid, Servicer(userid))
 
     def append_item(self, open_kfid: str, item: dict[str, Any]) -> None:
         """Append one sync_msg item to the account's append-only log."""

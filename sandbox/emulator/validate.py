@@ -48,7 +48,8 @@ def body_of(request: dict[str, Any], msgtype: str) -> dict[str, Any]:
 
 
 def check_menu(body: dict[str, Any]) -> None:
-    """msgmenu: head/tail ≤1024 B, ≤10 items (95008), known item types (95009)."""
+    """msgmenu: head/tail ≤1024 B, all three parts optional, ≤10 items (95008), known item types
+    (95009). https://developer.work.weixin.qq.com/document/path/94677"""
     check_len(body.get("head_content"), 1024, "head_content")
     check_len(body.get("tail_content"), 1024, "tail_content")
     items = body.get("list", [])
@@ -57,22 +58,29 @@ def check_menu(body: dict[str, Any]) -> None:
     if len(items) > 10:
         raise ApiError(95008, "too many menu items")
     for item in items:
-        kind = item.get("type") if isinstance(item, dict) else None
-        if kind not in MENU_ITEM_TYPES or not isinstance(item.get(kind), dict):
-            raise ApiError(95009, "invalid menu item type")
-        sub = item[kind]
-        if kind == "click":
-            check_len(sub.get("id"), 128, "click.id", required=True, minimum=1)
-            check_len(sub.get("content"), 128, "click.content", required=True, minimum=1)
-        elif kind == "view":
-            check_len(sub.get("url"), 2048, "view.url", required=True)
-            check_len(sub.get("content"), 1024, "view.content", required=True)
-        elif kind == "miniprogram":
-            check_len(sub.get("appid"), 32, "miniprogram.appid", required=True)
-            check_len(sub.get("pagepath"), 1024, "miniprogram.pagepath", required=True)
-            check_len(sub.get("content"), 1024, "miniprogram.content", required=True)
-        else:
-            check_len(sub.get("content"), 256, "text.content", required=True, minimum=1)
+        check_menu_item(item)
+
+
+def check_menu_item(item: Any) -> None:
+    """One msgmenu item: ``{type, <type>: {...}}`` with the §4 byte limits of its fields."""
+    kind = item.get("type") if isinstance(item, dict) else None
+    if kind not in MENU_ITEM_TYPES or not isinstance(item.get(kind), dict):
+        raise ApiError(95009, "invalid menu item type")
+    sub = item[kind]
+    if kind == "click":
+        check_len(sub.get("id"), 128, "click.id", required=True, minimum=1)
+        check_len(sub.get("content"), 128, "click.content", required=True, minimum=1)
+    elif kind == "view":
+        check_len(sub.get("url"), 2048, "view.url", required=True)
+        check_len(sub.get("content"), 1024, "view.content", required=True)
+    elif kind == "miniprogram":
+        check_len(sub.get("appid"), 32, "miniprogram.appid", required=True)
+        check_len(sub.get("pagepath"), 1024, "miniprogram.pagepath", required=True)
+        check_len(sub.get("content"), 1024, "miniprogram.content", required=True)
+    else:
+        check_len(sub.get("content"), 256, "text.content", required=True, minimum=1)
+        if sub.get("no_newline") not in (None, 0, 1):
+            raise ApiError(40058, "invalid text.no_newline")
 
 
 def check_body(msgtype: str, body: dict[str, Any], media_kind: Callable[[str], str | None]) -> None:

@@ -170,7 +170,7 @@
       );
       return;
     }
-    items.forEach((it) => box.appendChild(window.SandboxMessages.node(it, nickname)));
+    items.forEach((it) => box.appendChild(window.SandboxMessages.node(it, nickname, clickMenu)));
     box.scrollTop = box.scrollHeight;
   }
 
@@ -188,7 +188,7 @@
       const isCurrent = item.open_kfid === app.kf && item.external_userid === app.user;
       if (isCurrent) {
         if (!touchedCurrent && !ui.messages.querySelector(".msg")) ui.messages.textContent = "";
-        ui.messages.appendChild(window.SandboxMessages.node(item, nickname));
+        ui.messages.appendChild(window.SandboxMessages.node(item, nickname, clickMenu));
         touchedCurrent = true;
       } else if (item.from !== "customer") {
         app.unread[key] = (app.unread[key] || 0) + 1;
@@ -228,6 +228,17 @@
     if (!text.trim() || !app.kf || !app.user) return;
     const ok = await action(() => request("POST", "send", Object.assign(pair(), { text: text })));
     if (ok) ui.input.value = "";
+  }
+
+  // A tap on a menu's click item: the customer's text with menu_id (shows in the chat via the feed).
+  async function clickMenu(item, choice) {
+    const body = {
+      open_kfid: item.open_kfid,
+      external_userid: item.external_userid,
+      menu_id: choice.id,
+      content: choice.content,
+    };
+    await action(() => request("POST", "click", body));
   }
 
   async function upload(kind, file, filename) {

@@ -20,9 +20,13 @@ window.SandboxProtocol = (function () {
     95001: "超过 5 条发送上限 over the 5-message budget",
     95002: "超过 48 小时发送窗口 past the 48 h window",
     95007: "消息 token 无效 invalid sync_msg token",
+    95008: "菜单项超过 10 个 too many menu items",
+    95009: "菜单项类型无效 invalid menu item type",
     95013: "会话已结束 session already ended",
+    95014: "不是接待人员 not a receptionist",
     95016: "不允许的状态变更 state change not allowed",
     95018: "会话状态不允许发送 session state forbids sending",
+    95019: "接待人员已停止接待 receptionist stopped receiving",
   };
   const ui = {};
   const state = { next: 0, limits: 0 };

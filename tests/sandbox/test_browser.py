@@ -7,7 +7,9 @@ fault knobs and records. ``tests/sandbox/test_launcher.py`` runs the real comman
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import math
 import os
 import shutil
@@ -350,6 +352,89 @@ def test_enforced_limits_are_highlighted(page: Any, sandbox_app: tuple[SandboxHa
     assert count >= len(limited) >= 1
     # The channel backs off and still answers.
     wait_for(page, lambda: any("你说：限流" in t for t in bot_texts(page)), "the reply after the back-off")
+
+
+@contextlib.contextmanager
+def _quiet_urllib3() -> Iterator[None]:
+    """This test plays the app by hand and puts credentials in URLs on purpose; keep urllib3's DEBUG
+    request lines (which would copy them) out of the run's log scan, which guards the app's logs."""
+    urllib3_logger = logging.getLogger("urllib3")
+    previous = urllib3_logger.level
+    urllib3_logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        urllib3_logger.setLevel(previous)
+
+
+def _app_call(emu: Any, api: str, body: dict[str, Any]) -> dict[str, Any]:
+    """One cgi-bin call the way the app makes it: gettoken, then the token in the query string."""
+    with _quiet_urllib3():
+        params = {"corpid": emu.corp_id, "corpsecret": emu.secret}
+        token = requests.get(emu.api_base + "gettoken", params=params, timeout=5).json()["access_token"]
+        answer = requests.post(emu.api_base + api, params={"access_token": token}, json=body, timeout=5)
+    result: dict[str, Any] = answer.json()
+    return result
+
+
+def _synced_items(emu: Any, kf: str) -> list[dict[str, Any]]:
+    """Every item kf/sync_msg returns for ``kf`` (paging while has_more)."""
+    items: list[dict[str, Any]] = []
+    cursor = ""
+    while True:
+        page = _app_call(emu, "kf/sync_msg", {"open_kfid": kf, "cursor": cursor})
+        assert page["errcode"] == 0, page
+        items += page["msg_list"]
+        cursor = page["next_cursor"]
+        if not page["has_more"]:
+            return items
+
+
+def test_menu_buttons_send_the_click_back(page: Any, sandbox_app: tuple[SandboxHandle, Any]) -> None:
+    handle, _ = sandbox_app
+    emu = handle.emulator
+    kf = emu.default_kfid
+    user = add_customer(page, "Grace")
+    send_text(page, "看看")
+    wait_for(page, lambda: bot_texts(page), "the bot's reply (the customer has written: sends allowed)")
+    menu = {
+        "head_content": "请选择 choose",
+        "list": [
+            {"type": "click", "click": {"id": "m-201", "content": "查订单 orders"}},
+            {"type": "click", "click": {"id": "m-202", "content": "营业时间 hours"}},
+            {"type": "view", "view": {"url": "https://example.com/faq", "content": "常见问题 FAQ"}},
+            {"type": "text", "text": {"content": "或直接留言 or just write"}},
+        ],
+        "tail_content": "谢谢 thanks",
+    }
+    sent = _app_call(
+        emu, "kf/send_msg", {"touser": user, "open_kfid": kf, "msgtype": "msgmenu", "msgmenu": menu}
+    )
+    assert sent["errcode"] == 0, sent
+    buttons = wait_for(
+        page,
+        lambda: page.find_elements("css selector", '#messages [data-testid="menu-click"]'),
+        "the menu's click buttons",
+    )
+    assert [(b.get_attribute("data-menu-id"), b.text) for b in buttons] == [
+        ("m-201", "查订单 orders"),
+        ("m-202", "营业时间 hours"),
+    ]
+    shown = next(m for m in messages(page) if m["type"] == "msgmenu")
+    assert shown["from"] == "bot"
+    assert all(part in shown["text"] for part in ("请选择 choose", "或直接留言 or just write", "谢谢 thanks"))
+    link = page.find_element("css selector", '#messages a[data-testid="menu-view"]')
+    assert (link.get_attribute("href"), link.text) == ("https://example.com/faq", "常见问题 FAQ")
+
+    buttons[0].click()
+    wait_for(
+        page,
+        lambda: page.find_elements("css selector", '#messages [data-from="customer"][data-menu-id="m-201"]'),
+        "the click shown as the customer's message",
+    )
+    clicked = [m for m in _synced_items(emu, kf) if m.get("external_userid") == user and m["origin"] == 3]
+    assert clicked[-1]["msgtype"] == "text"
+    assert clicked[-1]["text"] == {"content": "查订单 orders", "menu_id": "m-201"}
 
 
 def test_screenshot_of_a_conversation(page: Any, tmp_path: Path) -> None:

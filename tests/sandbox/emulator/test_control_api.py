@@ -175,3 +175,29 @@ def test_page_placeholder_static_files_and_traversal_guard(emu, page, tmp_path, 
         conn.request("GET", raw_path)  # sent as is, not normalised by a client library
         assert conn.getresponse().status == 404
         conn.close()
+
+
+def test_click_reaches_the_app_as_a_customer_text_with_menu_id(emu, page, receiver):
+    kf, user = emu.default_kfid, emu.add_customer()
+    pair = {"open_kfid": kf, "external_userid": user}
+    answer = page("POST", "/sandbox/api/click", json={**pair, "menu_id": "101", "content": "满意"})
+    assert answer.status_code == 200, answer.text
+    msgid = answer.json()["msgid"]
+    assert receiver.wait(1)[0]["OpenKfId"] == kf
+    (item,) = emu.messages(kf)
+    assert (item["msgid"], item["origin"], item["msgtype"]) == (msgid, 3, "text")
+    assert item["text"] == {"content": "满意", "menu_id": "101"}
+    (shown,) = page("GET", "/sandbox/api/feed").json()["items"]
+    assert (shown["from"], shown["text"], shown["menu_id"]) == ("customer", "满意", "101")
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"content": "满意"}, {"menu_id": "101"}, {"menu_id": "x" * 129, "content": "满意"}],
+    ids=["no-menu-id", "no-content", "menu-id-too-long"],
+)
+def test_bad_click_is_400(emu, page, extra):
+    pair = {"open_kfid": emu.default_kfid, "external_userid": emu.add_customer()}
+    answer = page("POST", "/sandbox/api/click", json={**pair, **extra})
+    assert answer.status_code == 400 and answer.json()["error"]
+    assert emu.messages(emu.default_kfid) == []

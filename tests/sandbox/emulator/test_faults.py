@@ -62,3 +62,49 @@ def test_latency_is_applied_per_path(emu, api):
     api.post("kf/service_state/get", {})
     delays = {e["api"]: e.get("delay") for e in emu.protocol_log() if e["kind"] == "api"}
     assert delays == {"gettoken": None, "kf/account/list": 0.05, "kf/service_state/get": None}
+
+
+def _trans(api, kf, user, state, servicer=None):
+    body = {"open_kfid": kf, "external_userid": user, "service_state": state}
+    if servicer:
+        body["servicer_userid"] = servicer
+    return api.post("kf/service_state/trans", body)
+
+
+def test_trans_errcode_refuses_every_trans_until_cleared(emu, api):
+    kf, user = emu.default_kfid, emu.add_customer()
+    emu.customer_text(kf, user, "转人工", notify=False)
+    emu.trans_errcode = 95016
+    assert emu.faults.trans_errcode == 95016
+    assert _trans(api, kf, user, 3, "zhangsan") == {
+        "errcode": 95016,
+        "errmsg": "service state transition not allowed",
+    }
+    assert _trans(api, kf, user, 1)["errcode"] == 95016
+    assert emu.service_state(kf, user) == 0  # nothing moved
+    assert [(r.api, r.errcode, r.injected) for r in emu.rejections] == [
+        ("kf/service_state/trans", 95016, True),
+        ("kf/service_state/trans", 95016, True),
+    ]
+    assert emu.faults.counts["trans_refused"] == 2
+    emu.trans_errcode = None
+    assert _trans(api, kf, user, 3, "zhangsan")["errcode"] == 0
+
+
+def test_trans_errcode_can_target_some_states_and_is_reset(emu, api):
+    kf, user = emu.default_kfid, emu.add_customer()
+    emu.customer_text(kf, user, "hi", notify=False)
+    emu.faults.trans_errcode = 95019
+    emu.faults.trans_errcode_states = {2, 3}
+    assert _trans(api, kf, user, 1)["errcode"] == 0  # the bot still claims the session
+    assert _trans(api, kf, user, 3, "zhangsan") == {"errcode": 95019, "errmsg": "servicer stopped"}
+    assert _trans(api, kf, user, 2)["errcode"] == 95019
+    assert emu.service_state(kf, user) == 1
+    emu.faults.reset()
+    assert emu.trans_errcode is None and emu.faults.trans_errcode_states is None
+    assert _trans(api, kf, user, 2)["errcode"] == 0
+
+
+def test_trans_errcode_must_be_an_int_or_none(emu):
+    with pytest.raises(TypeError):
+        emu.trans_errcode = "95016"
