@@ -2,7 +2,8 @@
 
 Loads the configuration, configures logging (the only place that does), loads plugins, starts every
 channel named by ``channel_type`` in its own thread and stops them cleanly on SIGINT/SIGTERM.
-Exit codes: 0 after a clean stop, 1 when a channel crashed, 2 for a configuration problem.
+Exit codes: 0 after a clean stop, 1 when a channel crashed, 2 for a configuration problem (among
+them bot settings that could only fake or fail every answer: no model key, an unknown bot_type).
 """
 
 from __future__ import annotations
@@ -49,6 +50,23 @@ def channel_types(value: Any) -> list[str]:
 def fail(message: str) -> int:
     print(message, file=sys.stderr, flush=True)
     return EXIT_CONFIG
+
+
+def check_bot(*, sandbox: bool) -> str | None:
+    """Refuse to answer customers with a fake bot: the problem with the bot settings, or None.
+
+    Only this runtime checks (the channel also runs inside other hosts); see ``check_bot_settings``.
+    """
+    from models.bot_factory import ECHO, bot_kind, check_bot_settings
+
+    get = config.conf().get
+    problem = check_bot_settings(get, sandbox=sandbox)
+    if problem is None and not sandbox and bot_kind(str(get("bot_type", "") or "")) == ECHO:
+        logger.warning(
+            'bot_type is "echo": customers get their own words back ("你说：…"), not answers; '
+            "set bot_type and open_ai_api_key for a real model"
+        )
+    return problem
 
 
 class App:
@@ -128,6 +146,10 @@ def run(argv: list[str] | None = None) -> int:
 
         app.sandbox = start_sandbox(config.conf())
         print(f"sandbox: {app.sandbox.url}", flush=True)
+    problem = check_bot(sandbox=args.sandbox)
+    if problem:
+        app.shutdown(timeout=1.0)
+        return fail(f"configuration error: {problem}")
     from plugins import PluginManager
 
     PluginManager().load_plugins()

@@ -17,7 +17,7 @@ CHAT = "chat"
 VOICE_TO_TEXT = "voice_to_text"
 TEXT_TO_VOICE = "text_to_voice"
 
-VOICE_NOT_ENABLED = "暂不支持语音消息，请发送文字。Voice messages are not supported here, please type."
+VOICE_NOT_ENABLED = "暂不支持语音消息，请发送文字。"
 
 
 class Bridge:

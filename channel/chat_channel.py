@@ -22,7 +22,9 @@ from plugins import Event, EventContext, PluginManager
 
 logger = logging.getLogger(__name__)
 
-BOT_FAILURE_TEXT = "抱歉，暂时无法回答，请稍后再试。Sorry, I cannot answer right now, please try again later."
+BOT_FAILURE_TEXT = "抱歉，暂时无法回答，请稍后再试。"
+# Shown instead of a reply this channel cannot send; which type it was goes to the log only.
+UNSENDABLE_REPLY_TEXT = "抱歉，这条回复无法发送。"
 _DIRECT_REPLY_TYPES = frozenset(
     {
         ReplyType.IMAGE_URL,
@@ -242,8 +244,8 @@ class ChatChannel(Channel):
         desire_rtype = context.get("desire_rtype")
         if not e_context.is_pass() and reply is not None and reply.type:
             if reply.type in self.NOT_SUPPORT_REPLYTYPE:
-                logger.error("reply type %s is not supported by this channel", reply.type)
-                reply = Reply(ReplyType.ERROR, f"不支持发送的消息类型: {reply.type}")
+                logger.error("reply type %s is not supported by %s", reply.type, type(self).__name__)
+                reply = Reply(ReplyType.ERROR, UNSENDABLE_REPLY_TEXT)
             if reply.type == ReplyType.TEXT:
                 if desire_rtype == ReplyType.VOICE and ReplyType.VOICE not in self.NOT_SUPPORT_REPLYTYPE:
                     voice = self._to_voice(reply.content)

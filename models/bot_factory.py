@@ -2,13 +2,53 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from models.bot import Bot
 
 ECHO = "echo"
 OPENAI = "openai"
-# CoW's historical names for the OpenAI chat bot.
-_ALIASES = {"chatgpt": OPENAI, "openai": OPENAI, "gpt": OPENAI, "echo": ECHO}
-KNOWN_BOT_TYPES = (ECHO, OPENAI, "chatGPT", "openAI")
+# Every accepted ``bot_type`` (matched case-insensitively), as the messages list them; "chatGPT" and
+# "gpt" are CoW's historical names for the OpenAI chat bot.
+KNOWN_BOT_TYPES = (ECHO, OPENAI, "chatGPT", "gpt")
+_ALIASES = {name.lower(): (ECHO if name == ECHO else OPENAI) for name in KNOWN_BOT_TYPES}
+# config.py's declared environment variable of ``open_ai_api_key`` (tests keep the two in step).
+OPEN_AI_API_KEY_ENV = "OPEN_AI_API_KEY"
+
+
+def _unknown_type(bot_type: str) -> str:
+    return f"unknown bot_type {bot_type!r}; known types: {', '.join(KNOWN_BOT_TYPES)} (any letter case)"
+
+
+def bot_kind(bot_type: str) -> str | None:
+    """``"echo"`` or ``"openai"`` for a known ``bot_type`` name (any letter case), else None."""
+    return _ALIASES.get((bot_type or "").strip().lower())
+
+
+def check_bot_settings(get: Callable[..., Any], *, sandbox: bool = False) -> str | None:
+    """The one-line problem that would make every answer fake or failed, or None when the bot is fine.
+
+    ``get`` is ``conf().get``. An empty ``bot_type`` means openai when ``open_ai_api_key`` is set; without
+    a key the echo bot would answer customers with their own words, so that is a problem, except in the
+    sandbox (``sandbox=True``), where the echo bot is the point. ``"bot_type": "echo"`` is accepted:
+    asked for on purpose. Pure: reads nothing but ``get``; app.py calls it before it starts channels.
+    """
+    bot_type = str(get("bot_type", "") or "").strip()
+    has_key = bool(str(get("open_ai_api_key", "") or "").strip())
+    if not bot_type:
+        if has_key or sandbox:
+            return None
+        return (
+            f"open_ai_api_key is empty — set it (or {OPEN_AI_API_KEY_ENV}), "
+            'or set "bot_type": "echo" to run the offline echo bot on purpose'
+        )
+    kind = bot_kind(bot_type)
+    if kind is None:
+        return _unknown_type(bot_type)
+    if kind == OPENAI and not has_key:
+        return f"open_ai_api_key is empty but bot_type is {bot_type!r} — set it (or {OPEN_AI_API_KEY_ENV})"
+    return None
 
 
 def create_bot(bot_type: str) -> Bot:
@@ -18,9 +58,9 @@ def create_bot(bot_type: str) -> Bot:
         from config import conf  # lazy: the models package must import without a loaded config
 
         name = OPENAI if conf().get("open_ai_api_key", "") else ECHO
-    kind = _ALIASES.get(name.lower())
+    kind = bot_kind(name)
     if kind is None:
-        raise ValueError(f"unknown bot_type {bot_type!r}; known types: {', '.join(KNOWN_BOT_TYPES)}")
+        raise ValueError(_unknown_type(bot_type))
     if kind == ECHO:
         from models.echo_bot import EchoBot
 

@@ -1,6 +1,7 @@
 import json
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -44,18 +45,29 @@ class MissingSettingsChannel(ChatChannel):
 """
 
 
-def start_app(tmp_path, cfg, extra_env=None):
-    (tmp_path / "app_test_channels.py").write_text(textwrap.dedent(TEST_CHANNELS), encoding="utf-8")
-    cfg_path = tmp_path / "config.json"
-    cfg_path.write_text(json.dumps(cfg), encoding="utf-8")
+# The offline bot asked for on purpose: tests about channels are not refused for a missing model key.
+ECHO = {"bot_type": "echo"}
+BLOCKING = "app_test_channels:BlockingChannel"
+LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ \S+: ")
+
+
+def clean_env():
+    """The environment without any declared setting's variable (a developer's shell may set some)."""
     declared = {s.env for s in config.all_settings()} | {
         a.upper() for s in config.all_settings() for a in s.aliases
     }
-    env = {k: v for k, v in os.environ.items() if k not in declared}
+    return {k: v for k, v in os.environ.items() if k not in declared}
+
+
+def start_app(tmp_path, cfg, extra_env=None, *, sandbox=False):
+    (tmp_path / "app_test_channels.py").write_text(textwrap.dedent(TEST_CHANNELS), encoding="utf-8")
+    cfg_path = tmp_path / "config.json"
+    cfg_path.write_text(json.dumps(cfg), encoding="utf-8")
+    env = clean_env()
     env["PYTHONPATH"] = str(tmp_path)
     env.update(extra_env or {})
     return subprocess.Popen(
-        [sys.executable, "app.py", "--config", str(cfg_path)],
+        [sys.executable, "app.py", "--config", str(cfg_path), *(["--sandbox"] if sandbox else [])],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -91,7 +103,7 @@ def test_sigterm_stops_channels_and_exits_zero_with_secrets_masked(tmp_path):
 
 
 def test_channel_missing_settings_exits_2_with_one_line(tmp_path):
-    proc = start_app(tmp_path, {"channel_type": "app_test_channels:MissingSettingsChannel"})
+    proc = start_app(tmp_path, {"channel_type": "app_test_channels:MissingSettingsChannel", **ECHO})
     _out, err = proc.communicate(timeout=30)
     assert proc.returncode == 2
     problem = [line for line in err.splitlines() if "missing required settings" in line]
@@ -101,7 +113,7 @@ def test_channel_missing_settings_exits_2_with_one_line(tmp_path):
 
 
 def test_unknown_channel_type_exits_2_listing_known_types(tmp_path):
-    proc = start_app(tmp_path, {"channel_type": "nope"})
+    proc = start_app(tmp_path, {"channel_type": "nope", **ECHO})
     _out, err = proc.communicate(timeout=30)
     assert proc.returncode == 2
     assert "unknown channel_type 'nope'; known types:" in err and "wechatcom_kf" in err
@@ -128,7 +140,7 @@ def test_channel_types_accepts_string_csv_and_list(value, expected):
 
 
 def test_kf_channel_without_credentials_exits_2_naming_the_keys(tmp_path):
-    proc = start_app(tmp_path, {"channel_type": "wechatcom_kf"})
+    proc = start_app(tmp_path, {"channel_type": "wechatcom_kf", **ECHO})
     _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 2
     problem = [line for line in err.splitlines() if "missing required settings" in line]
@@ -137,24 +149,89 @@ def test_kf_channel_without_credentials_exits_2_naming_the_keys(tmp_path):
         assert key in problem[0]
 
 
-def test_sandbox_prints_its_url_and_stops_on_sigterm(tmp_path):
-    cfg_path = tmp_path / "config.json"
-    cfg_path.write_text(json.dumps({"wechatcom_kf_port": 0}), encoding="utf-8")
-    declared = {s.env for s in config.all_settings()} | {
-        a.upper() for s in config.all_settings() for a in s.aliases
-    }
-    env = {k: v for k, v in os.environ.items() if k not in declared}
-    proc = subprocess.Popen(
-        [sys.executable, "app.py", "--config", str(cfg_path), "--sandbox"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=read_lines, args=(proc.stdout, lines), daemon=True).start()
+def refusal(proc):
+    """Waits for a refused start: the exit code and the stderr lines that are not log records."""
     try:
-        first = lines.get(timeout=60)
-        assert first.startswith("sandbox: http://127.0.0.1:")
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 0
+        out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
+    assert "STARTED" not in out  # refused before any channel was created
+    return proc.returncode, [line for line in err.splitlines() if not LOG_LINE.match(line)]
+
+
+def serve_then_stop(proc, ready):
+    """Waits for the stdout line ``ready``, stops the app with SIGTERM; its exit code and stderr."""
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=read_lines, args=(proc.stdout, lines), daemon=True).start()
+    try:
+        assert ready(lines.get(timeout=60))
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return code, proc.stderr.read()
+
+
+MISSING_KEY = (
+    "configuration error: open_ai_api_key is empty — set it (or OPEN_AI_API_KEY), "
+    'or set "bot_type": "echo" to run the offline echo bot on purpose'
+)
+
+UNKNOWN_DIFY = (
+    "configuration error: unknown bot_type 'dify'; known types: echo, openai, chatGPT, gpt (any letter case)"
+)
+
+
+@pytest.mark.parametrize("bot_type", [None, ""])
+def test_no_bot_type_and_no_model_key_refuses_to_start_in_one_line(tmp_path, bot_type):
+    cfg = {"channel_type": BLOCKING} if bot_type is None else {"channel_type": BLOCKING, "bot_type": ""}
+    code, problem = refusal(start_app(tmp_path, cfg))
+    assert (code, problem) == (2, [MISSING_KEY])
+
+
+@pytest.mark.parametrize("bot_type", ["openai", "chatGPT"])
+def test_explicit_openai_without_a_key_refuses_to_start(tmp_path, bot_type):
+    code, problem = refusal(start_app(tmp_path, {"channel_type": BLOCKING, "bot_type": bot_type}))
+    assert (code, problem) == (
+        2,
+        [
+            f"configuration error: open_ai_api_key is empty but bot_type is {bot_type!r}"
+            " — set it (or OPEN_AI_API_KEY)"
+        ],
+    )
+
+
+def test_unknown_bot_type_refuses_to_start_listing_the_known_types(tmp_path):
+    cfg = {"channel_type": BLOCKING, "bot_type": "dify", "open_ai_api_key": "sk-x"}
+    code, problem = refusal(start_app(tmp_path, cfg))
+    assert (code, problem) == (2, [UNKNOWN_DIFY])
+
+
+def test_model_key_from_the_environment_is_enough(tmp_path):
+    proc = start_app(tmp_path, {"channel_type": BLOCKING}, {"OPEN_AI_API_KEY": "sk-from-env"})
+    code, err = serve_then_stop(proc, lambda line: line == "STARTED")
+    assert code == 0 and "configuration error" not in err
+
+
+def test_explicit_echo_starts_and_warns_that_customers_get_echoes(tmp_path):
+    code, err = serve_then_stop(
+        start_app(tmp_path, {"channel_type": BLOCKING, **ECHO}), lambda x: x == "STARTED"
+    )
+    assert code == 0
+    warnings = [line for line in err.splitlines() if " WARNING app: " in line]
+    assert len(warnings) == 1 and "echo" in warnings[0] and "你说：" in warnings[0]
+
+
+def test_sandbox_prints_its_url_and_starts_without_a_model_key(tmp_path):
+    proc = start_app(tmp_path, {"wechatcom_kf_port": 0}, sandbox=True)
+    code, err = serve_then_stop(proc, lambda line: line.startswith("sandbox: http://127.0.0.1:"))
+    assert code == 0 and "configuration error" not in err
+    assert "channel wechatcom_kf started" in err  # a SIGTERM during the start still lets it finish
+    assert " WARNING app: " not in err  # the echo bot is the point of the sandbox
+
+
+def test_sandbox_with_an_unknown_bot_type_is_refused(tmp_path):
+    code, problem = refusal(start_app(tmp_path, {"wechatcom_kf_port": 0, "bot_type": "dify"}, sandbox=True))
+    assert (code, problem) == (2, [UNKNOWN_DIFY])

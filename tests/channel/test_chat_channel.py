@@ -1,13 +1,15 @@
+import logging
+import re
 import threading
 import time
 
 import pytest
 
 import config
-from bridge.bridge import TEXT_TO_VOICE, VOICE_TO_TEXT, Bridge
+from bridge.bridge import TEXT_TO_VOICE, VOICE_NOT_ENABLED, VOICE_TO_TEXT, Bridge
 from bridge.context import ContextType
 from bridge.reply import Reply, ReplyType
-from channel.chat_channel import ChatChannel
+from channel.chat_channel import BOT_FAILURE_TEXT, UNSENDABLE_REPLY_TEXT, ChatChannel
 from channel.chat_message import ChatMessage
 from common import memory
 from plugins import Event, EventAction, Plugin, PluginManager
@@ -117,16 +119,22 @@ def test_error_and_info_are_prefixed(rtype, prefix):
     assert channel.sent == [(rtype, prefix + "msg", "u1")]
 
 
-def test_unsupported_reply_type_becomes_an_error_naming_it():
+def test_unsupported_reply_type_becomes_a_plain_apology_and_the_type_is_logged(caplog):
     class Picture:
         def reply(self, query, context):
             return Reply(ReplyType.IMAGE, object())
 
     Bridge().set_bot(Picture())
     channel = RecordingChannel()
-    channel._handle(compose(channel, "hi"))
-    assert channel.sent[0][0] == ReplyType.ERROR
-    assert "IMAGE" in channel.sent[0][1]
+    with caplog.at_level(logging.ERROR, logger="channel.chat_channel"):
+        channel._handle(compose(channel, "hi"))
+    assert channel.sent == [(ReplyType.ERROR, "[ERROR]\n抱歉，这条回复无法发送。", "u1")]  # no enum name
+    assert any("IMAGE" in r.getMessage() and "RecordingChannel" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("text", [BOT_FAILURE_TEXT, UNSENDABLE_REPLY_TEXT, VOICE_NOT_ENABLED])
+def test_customer_facing_texts_are_chinese_only(text):
+    assert text and not re.search(r"[A-Za-z]", text), text
 
 
 def test_bot_exception_still_answers_the_customer():
@@ -137,7 +145,7 @@ def test_bot_exception_still_answers_the_customer():
     Bridge().set_bot(Broken())
     channel = RecordingChannel()
     channel._handle(compose(channel, "hi"))
-    assert channel.sent[0][0] == ReplyType.ERROR
+    assert channel.sent == [(ReplyType.ERROR, "[ERROR]\n抱歉，暂时无法回答，请稍后再试。", "u1")]
 
 
 def test_send_retries_only_transient_errors_and_is_capped():
