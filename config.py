@@ -49,8 +49,9 @@ _RUNTIME_SETTINGS: tuple[Setting, ...] = (
         "bot_type",
         "",
         str,
-        "对话模型类型，空=自动（有 open_ai_api_key 用 openai，否则 echo）/ bot type, "
-        "empty = auto (openai when open_ai_api_key is set, else echo)",
+        "对话模型类型：空 = openai（须设置 open_ai_api_key，否则拒绝启动；--sandbox 下用 echo）；echo = "
+        "离线回声机器人（刻意使用时）/ bot type: empty = openai (needs open_ai_api_key, else the app "
+        "refuses to start; echo under --sandbox); echo = the offline echo bot, on purpose only",
     ),
     _s("model", "gpt-4o-mini", str, "对话模型名称 / chat model name"),
     _s(

@@ -43,6 +43,8 @@ BASE_CONFIG: dict[str, Any] = {
     "wechatcom_kf_merge_window_seconds": 0.3,
     "wechatcom_kf_request_timeout": 10.0,
     "shutdown_timeout_seconds": 5.0,
+    # The scenarios count one reply per message; the flood guard would merge a customer's burst.
+    "wechatcom_kf_flood_max_messages": 0,
 }
 
 

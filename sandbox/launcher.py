@@ -8,6 +8,7 @@ directory: trying the sandbox never touches a real deployment's cursor or pendin
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -23,6 +24,13 @@ from sandbox.emulator import WeComEmulator
 logger = logging.getLogger(__name__)
 
 SANDBOX_WELCOME_TEXT = "您好，我是 AI 客服（沙盒），有什么可以帮您？"
+# Quick options under the welcome: one reaches the bot as its text, the other hands off to a human.
+SANDBOX_WELCOME_MENU: dict[str, Any] = {
+    "list": [
+        {"type": "click", "click": {"id": "sandbox_faq", "content": "你能做什么？"}},
+        {"type": "click", "click": {"id": "handoff", "content": "转人工"}},
+    ],
+}
 # Short, so that an image sent alone in the sandbox is answered quickly, yet long enough to type a
 # question after it and see both answered as one turn.
 SANDBOX_MERGE_WINDOW_SECONDS = 1.5
@@ -40,6 +48,7 @@ _ENV_OVERRIDDEN_KEYS = (
     "wechatcom_kf_port",
     "wechatcom_kf_cursor_dir",
     "wechatcom_kf_welcome_text",
+    "wechatcom_kf_welcome_menu",
     "wechatcom_kf_merge_window_seconds",
 )
 
@@ -125,7 +134,8 @@ def _override_env(values: dict[str, Any]) -> dict[str, str | None]:
         for name in names:
             saved[name] = os.environ.get(name)
             os.environ.pop(name, None)
-        os.environ[names[0]] = str(value)
+        text = json.dumps(value, ensure_ascii=False) if isinstance(value, dict) else str(value)
+        os.environ[names[0]] = text
     return saved
 
 
@@ -161,6 +171,7 @@ def start_sandbox(
             "wechatcom_kf_port": channel_port,
             "wechatcom_kf_cursor_dir": state_dir,
             "wechatcom_kf_welcome_text": config.get("wechatcom_kf_welcome_text") or SANDBOX_WELCOME_TEXT,
+            "wechatcom_kf_welcome_menu": config.get("wechatcom_kf_welcome_menu") or SANDBOX_WELCOME_MENU,
             "wechatcom_kf_merge_window_seconds": SANDBOX_MERGE_WINDOW_SECONDS,
         }
         config["channel_type"] = "wechatcom_kf"

@@ -214,9 +214,11 @@ _HINTS: dict[int, str] = {
     95011: "KF runs inside WeCom but the token comes from a standalone-KF secret",
     95012: "KF runs standalone but the token comes from a joint-mode secret",
     95013: "the session has already ended",
-    95016: "service state transition not allowed",
+    95014: "not a receptionist of this KF account, or not activated (admin console → 微信客服 → 接待人员)",
+    95016: "service state transition not allowed (e.g. the session already ended or is with a human)",
     95017: "KF API switch is off: admin console → 微信客服 → 可调用接口的应用 (add this app)",
     95018: "session state does not allow API sends (a human took it, or the session expired)",
+    95019: "the receptionist stopped or suspended receiving (停止接待/暂时挂起)",
     95023: "KF API access was granted to another (代开发) app",
     830002: "media too large for one download",
 }

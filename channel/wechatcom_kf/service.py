@@ -8,7 +8,9 @@ One customer text travels through three hand-offs::
 
 The host (this project's runtime or an upstream CoW) owns the last worker; everything before it runs
 on two ``KeyedWorkers`` pools, keyed by account and by customer. One ``Ticker`` thread renews claims,
-sweeps for orphaned work and prunes old media.
+sweeps for orphaned work and prunes old media. The customer-service desk (``desk/``) sits at the
+customer worker (who answers a turn: the bot, a human, an off-hours notice) and at ``send`` (what the
+customer sees of a reply).
 """
 
 from __future__ import annotations
@@ -24,15 +26,18 @@ from urllib.parse import urlsplit
 from bridge.context import Context
 
 from .api import KfApi
+from .desk.customers import CustomerDirectory
+from .desk.front_desk import FrontDesk
+from .desk.handoff import HandOff
 from .edge.callback import CallbackHandler
 from .inbound.dispatch import TurnDispatcher
-from .inbound.events import EventHandler
+from .inbound.events import EventHandler, Welcome
 from .inbound.inflight import InFlight
 from .inbound.items import CustomerMessage
 from .inbound.media import prune_media
 from .inbound.puller import HistoryPolicy, Puller
 from .inbound.router import Router
-from .inbound.turns import TurnAssembler
+from .inbound.turns import FloodWatch, TurnAssembler
 from .outbound.delivery import Deliveries
 from .redaction import register_secret
 from .session.budget import BudgetLedger
@@ -111,8 +116,10 @@ class KfService:
         self.inflight = InFlight(self.store, self.instance_id, claim_lease_seconds)
         self.accounts = KeyedWorkers("kf-account", ACCOUNT_WORKERS)
         self.customers = KeyedWorkers("kf-customer", CUSTOMER_WORKERS, max_waiting=MAX_WAITING_CUSTOMER_JOBS)
+        desk = settings.desk
         self.deliveries = Deliveries(
             api=self.api,
+            texts=desk.texts,
             store=self.store,
             inflight=self.inflight,
             takeover=self.takeover,
@@ -121,10 +128,17 @@ class KfService:
             workers=self.customers,
             http_timeout=settings.wechatcom_kf_request_timeout,
         )
+        self.desk = FrontDesk(
+            desk,
+            handoff=HandOff(self.api, self.takeover, queue_only=desk.handoff.to_queue_only),
+            store=self.store,
+            customers=CustomerDirectory(self.api) if desk.customer_info else None,
+        )
         self.turns = TurnAssembler(
             self.customers,
             settings.wechatcom_kf_merge_window_seconds,
-            TurnDispatcher(self.deliveries, compose, produce).dispatch,
+            TurnDispatcher(self.deliveries, compose, produce, admit=self.desk.admit).dispatch,
+            flood=FloodWatch(desk.flood_max_messages, desk.flood_window_seconds),
         )
         self.puller = self._inbound(settings, claim_lease_seconds)
         self.ticker = self._maintenance(claim_lease_seconds)
@@ -134,7 +148,12 @@ class KfService:
         self.router = Router(
             inflight=self.inflight,
             takeover=self.takeover,
-            events=EventHandler(self.api, self.takeover, self.recalls, settings.wechatcom_kf_welcome_text),
+            events=EventHandler(
+                self.api,
+                self.takeover,
+                self.recalls,
+                Welcome.configured(settings.desk.texts.welcome, settings.desk.welcome_menu),
+            ),
             ledger=self.ledger,
             turns=self.turns,
             customers=self.customers,

@@ -10,27 +10,19 @@ channel are accepted as aliases; the ``wechatcom_kf`` names are primary.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
+
+from .desk.config import DeskConfig
+from .desk.settings import DESK_SETTING_NAMES, DESK_SETTINGS
+from .setting_spec import SettingSpec, coerce_setting_value, parse_setting_value
 
 WECOM_API_BASE = "https://qyapi.weixin.qq.com/cgi-bin/"
 
 
-@dataclass(frozen=True)
-class SettingSpec:
-    name: str
-    default: Any
-    kind: type
-    env: str | None
-    description: str
-    aliases: tuple[str, ...] = ()
-    secret: bool = False
-
-
-KF_SETTINGS: tuple[SettingSpec, ...] = (
+CORE_SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec(
         "wechatcom_corp_id",
         "",
@@ -106,13 +98,6 @@ KF_SETTINGS: tuple[SettingSpec, ...] = (
         "messages younger than this (default: WeCom's 48 h send window)",
     ),
     SettingSpec(
-        "wechatcom_kf_welcome_text",
-        "",
-        str,
-        "WECHATCOM_KF_WELCOME_TEXT",
-        "用户进入会话时的欢迎语，空表示不发送 / welcome message on enter_session, empty = none",
-    ),
-    SettingSpec(
         "wechatcom_kf_merge_window_seconds",
         3.0,
         float,
@@ -167,44 +152,7 @@ KF_SETTINGS: tuple[SettingSpec, ...] = (
         "sharing one Redis apart)",
     ),
 )
-
-
-def parse_setting_value(raw: str, kind: type) -> Any:
-    """Parse an environment variable's text into ``kind``; never evaluates code.
-
-    Raises ValueError naming what was expected when the text does not fit.
-    """
-    text = raw.strip()
-    if kind is bool:
-        lowered = text.lower()
-        if lowered in ("1", "true", "yes", "on"):
-            return True
-        if lowered in ("0", "false", "no", "off", ""):
-            return False
-        raise ValueError(f"expected a boolean (true/false), got {raw!r}")
-    if kind is int:
-        return int(text)
-    if kind is float:
-        return float(text)
-    if kind in (list, dict):
-        if kind is list and not text.startswith("["):
-            return [part.strip() for part in text.split(",") if part.strip()]
-        value = json.loads(text)
-        if not isinstance(value, kind):
-            raise ValueError(f"expected a JSON {kind.__name__}, got {raw!r}")
-        return value
-    return raw
-
-
-def coerce_setting_value(value: Any, kind: type) -> Any:
-    """Bring a config.json value to ``kind`` (JSON gives ints for floats, strings for numbers...)."""
-    if isinstance(value, str) and kind is not str:
-        return parse_setting_value(value, kind)
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if kind is not Any and not isinstance(value, kind):
-        raise ValueError(f"expected {kind.__name__}, got {type(value).__name__}")
-    return value
+KF_SETTINGS: tuple[SettingSpec, ...] = CORE_SETTINGS + DESK_SETTINGS
 
 
 @dataclass(frozen=True)
@@ -218,7 +166,6 @@ class KfSettings:
     wechatcom_kf_cursor_dir: str
     wechatcom_kf_skip_history_on_first_start: bool
     wechatcom_kf_max_message_age_hours: float
-    wechatcom_kf_welcome_text: str
     wechatcom_kf_merge_window_seconds: float
     wechatcom_kf_api_base: str
     wechatcom_kf_request_timeout: float
@@ -226,6 +173,7 @@ class KfSettings:
     wechatcom_kf_redis_url: str
     wechatcom_kf_redis_cluster: bool
     wechatcom_kf_redis_prefix: str
+    desk: DeskConfig = field(default_factory=DeskConfig.defaults)
 
     def missing_required(self) -> list[str]:
         required = ("wechatcom_corp_id", "wechatcom_kf_secret", "wechatcom_kf_token", "wechatcom_kf_aes_key")
@@ -236,6 +184,7 @@ class KfSettings:
         shown = ", ".join(
             f"{f.name}={'***' if f.name in secret_names else repr(getattr(self, f.name))}"
             for f in fields(self)
+            if f.name != "desk"
         )
         return f"KfSettings({shown})"
 
@@ -274,4 +223,6 @@ def load_kf_settings(config: _Config, environ: Mapping[str, str] | None = None) 
     if environ is None:
         environ = {} if getattr(config, "applies_environment", False) else os.environ
     values = {spec.name: _read_one(spec, config.get, environ) for spec in KF_SETTINGS}
-    return KfSettings(**values)
+    core = {name: value for name, value in values.items() if name not in DESK_SETTING_NAMES}
+    desk = {name: value for name, value in values.items() if name in DESK_SETTING_NAMES}
+    return KfSettings(**core, desk=DeskConfig.from_values(desk))

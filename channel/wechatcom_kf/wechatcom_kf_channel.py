@@ -129,7 +129,10 @@ class WechatComKfChannel(ChatChannel):
         finally:
             delivery = context.get(DELIVERY_KEY)
             if isinstance(delivery, Delivery):
-                delivery.close()
+                try:
+                    self.kf.desk.on_close(context, delivery)
+                finally:
+                    delivery.close()
 
     def send(self, reply: Reply, context: Context) -> None:
         """Send ``reply`` to the customer of ``context``; never raises (the host would resend)."""
@@ -140,6 +143,8 @@ class WechatComKfChannel(ChatChannel):
             )
             return
         try:
-            delivery.send(reply)
+            for_customer = self.kf.desk.on_reply(reply, context, delivery)
+            if for_customer is not None:
+                delivery.send(for_customer)
         except Exception:
             logger.exception("sending a %s reply failed", getattr(reply, "type", None))

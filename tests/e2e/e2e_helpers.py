@@ -23,6 +23,8 @@ FAST_SETTINGS: dict[str, Any] = {
     "wechatcom_kf_port": 0,
     "bot_type": "echo",
     "shutdown_timeout_seconds": 5.0,
+    # One answer per message: the protocol tests send many messages per customer within seconds.
+    "wechatcom_kf_flood_max_messages": 0,
 }
 
 
@@ -101,6 +103,7 @@ def app_with_fake_llm(emu: WeComEmulator, tmp_path: Path, llm_base: str, **setti
         "open_ai_api_key": "sk-test-key-for-fake-server",
         "open_ai_api_base": llm_base,
         "shutdown_timeout_seconds": 5.0,
+        "wechatcom_kf_flood_max_messages": 0,  # one answer per message (see FAST_SETTINGS)
         **settings,
     }
     return AppProcess(emu, values, tmp_path)

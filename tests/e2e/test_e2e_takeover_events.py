@@ -57,7 +57,7 @@ def test_receptionist_message_silences_the_bot_until_hand_back(emu, runner):
     kf = emu.default_kfid
     channel = runner.start()
     user, other = emu.add_customer("被接管"), emu.add_customer("其他人")
-    emu.customer_text(kf, user, "我要人工", wait=True)
+    emu.customer_text(kf, user, "我有个问题", wait=True)
     emu.wait_for_sends(1, timeout=10)
     emu.servicer_text(kf, user, "您好，我是人工客服", wait=True)
     assert channel.wait_idle(10)
@@ -65,13 +65,13 @@ def test_receptionist_message_silences_the_bot_until_hand_back(emu, runner):
     emu.customer_text(kf, other, "我也有问题", wait=True)  # others are still answered
     emu.wait_for_sends(2, timeout=10)
     assert channel.wait_idle(10)
-    assert [s.text for s in emu.sends_to(user)] == ["你说：我要人工"]
+    assert [s.text for s in emu.sends_to(user)] == ["你说：我有个问题"]
     assert [s.text for s in emu.sends_to(other)] == ["你说：我也有问题"]
     emu.hand_back(kf, user, wait=True)
     emu.customer_text(kf, user, "机器人在吗", wait=True)
     emu.wait_for_sends(3, timeout=10)
     assert channel.wait_idle(10)
-    assert [s.text for s in emu.sends_to(user)] == ["你说：我要人工", "你说：机器人在吗"]
+    assert [s.text for s in emu.sends_to(user)] == ["你说：我有个问题", "你说：机器人在吗"]
     assert _send_attempts(emu, user) == 2  # silence means no attempt at all, not a refused one
 
 

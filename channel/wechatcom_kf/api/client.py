@@ -44,6 +44,12 @@ class ServiceState:
 
 
 @dataclass(frozen=True)
+class Servicer:
+    userid: str
+    receiving: bool  # servicer/list status 0 (接待中); 1 = stopped (停止接待)
+
+
+@dataclass(frozen=True)
 class DownloadedMedia:
     data: bytes
     content_type: str | None
@@ -181,6 +187,20 @@ class KfApi:
                 if isinstance(customer, dict) and customer.get("external_userid"):
                     found[str(customer["external_userid"])] = customer
         return found
+
+    def list_servicers(self, open_kfid: str) -> list[Servicer]:
+        """Receptionists of an account: https://developer.work.weixin.qq.com/document/path/94645"""
+        path = "kf/servicer/list"
+        result = self._t.call(
+            path,
+            lambda token: self._t.json_request("GET", path, token, params={"open_kfid": open_kfid}),
+            policy=self._quick,
+        )
+        return [
+            Servicer(str(entry["userid"]), entry.get("status") == 0)
+            for entry in result.get("servicer_list") or []
+            if isinstance(entry, dict) and entry.get("userid")
+        ]
 
     # --- media -------------------------------------------------------------------------------------------
 

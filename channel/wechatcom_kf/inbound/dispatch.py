@@ -14,7 +14,7 @@ from typing import Any
 
 from bridge.context import Context
 
-from ..outbound.delivery import Deliveries
+from ..outbound.delivery import Deliveries, Delivery
 from ..store.base import StoreUnavailable
 from .turns import Turn
 
@@ -29,10 +29,12 @@ class TurnDispatcher:
         deliveries: Deliveries,
         compose: Callable[..., Context | None],
         produce: Callable[[Context], None],
+        admit: Callable[[Turn, Delivery], dict[str, Any] | None] | None = None,
     ) -> None:
         self._deliveries = deliveries
         self._compose = compose
         self._produce = produce
+        self._admit = admit or (lambda _turn, _delivery: {})
 
     def dispatch(self, turn: Turn) -> None:
         """Runs on the customer's worker."""
@@ -51,18 +53,22 @@ class TurnDispatcher:
         if delivery.saved_plan is not None:
             delivery.resume()
             return
-        context = self._context(turn)
+        context = self._context(turn, delivery)
         if context is None:
             delivery.close()
             return
         context[DELIVERY_KEY] = delivery
         self._produce(context)
 
-    def _context(self, turn: Turn) -> Context | None:
+    def _context(self, turn: Turn, delivery: Delivery) -> Context | None:
+        """The context for the bot, or None when nobody asks the bot (the desk answered, or failed)."""
         try:
+            desk_kwargs = self._admit(turn, delivery)
+            if desk_kwargs is None:
+                return None
             turn.prepare()
             ctype, content, kwargs = turn.to_context_args()
-            extra: dict[str, Any] = {"msg": turn.last, "isgroup": False, **kwargs}
+            extra: dict[str, Any] = {"msg": turn.last, "isgroup": False, **kwargs, **desk_kwargs}
             return self._compose(ctype, content, **extra)
         except Exception:
             logger.exception("preparing the turn of %s/%s failed; not answered", *turn.key)

@@ -9,6 +9,7 @@ messages around it. The welcome is a network call: it runs on the customer's wor
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..errors import KfError, describe_fail_type
@@ -25,17 +26,32 @@ class _EventApi(Protocol):
     def send_msg_on_event(self, code: str, msgtype: str, body: dict[str, Any], msgid: str | None) -> str: ...
 
 
+@dataclass(frozen=True)
+class Welcome:
+    """The welcome the operator configured: a text, or a menu (``msgmenu``) with quick options."""
+
+    msgtype: str
+    body: dict[str, Any]
+
+    @classmethod
+    def configured(cls, text: str, menu: dict[str, Any] | None) -> Welcome | None:
+        if menu:
+            return cls("msgmenu", menu)
+        text = text.strip()
+        return cls("text", {"content": text}) if text else None
+
+
 class EventHandler:
-    def __init__(self, api: _EventApi, takeover: Takeover, recalls: Recalls, welcome_text: str) -> None:
+    def __init__(self, api: _EventApi, takeover: Takeover, recalls: Recalls, welcome: Welcome | None) -> None:
         self._api = api
         self._takeover = takeover
         self._recalls = recalls
-        self._welcome_text = welcome_text.strip()
+        self._welcome = welcome
         self._unknown = OncePerKey()
 
     def wants_welcome(self, event: Event) -> bool:
         """True for an ``enter_session`` that allows a welcome, when one is configured."""
-        return isinstance(event, EnterSession) and bool(event.welcome_code) and bool(self._welcome_text)
+        return isinstance(event, EnterSession) and bool(event.welcome_code) and self._welcome is not None
 
     def handle(self, event: Event) -> None:
         """Act on an event (not the welcome); may raise what the store raises."""
@@ -62,12 +78,12 @@ class EventHandler:
 
     def send_welcome(self, event: EnterSession) -> None:
         """Send the configured welcome with the event's code; never raises."""
+        welcome = self._welcome
+        if welcome is None:
+            return
         try:
             self._api.send_msg_on_event(
-                event.welcome_code,
-                "text",
-                {"content": self._welcome_text},
-                msgid=welcome_msgid(event.welcome_code),
+                event.welcome_code, welcome.msgtype, welcome.body, msgid=welcome_msgid(event.welcome_code)
             )
             logger.info("welcome sent to %s/%s", event.open_kfid, event.external_userid)
         except KfError as exc:

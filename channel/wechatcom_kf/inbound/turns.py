@@ -5,6 +5,10 @@ Customers often send a screenshot, then type "这是什么问题？". Answering 
 waits up to ``window_seconds`` for the same customer's text or voice and is answered together with
 it, or alone when nothing comes.
 
+A customer who sends more than ``flood_max_messages`` within ``flood_window_seconds`` gets the rest
+merged the same way: each further message waits for the next one (up to ``MAX_FLOOD_HELD`` in a turn),
+so a burst costs a few model calls, not one per message. Such a turn is ``flooded``.
+
 Everything here runs on the customer's keyed worker (``workers.py``): messages of one customer are
 taken one at a time, in order, and the window is a delayed job on the same key, so no lock orders a
 customer's turns and no thread waits for a window. Media is not downloaded here: ``Turn.prepare()``
@@ -16,12 +20,15 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.context import ContextType
 
+from ..expiring import ExpiringMap
 from ..wechatcom_kf_message import WechatComKfMessage
 from ..workers import KeyedWorkers, Ticket
 
@@ -29,6 +36,9 @@ logger = logging.getLogger(__name__)
 
 TurnKey = tuple[str, str]  # (open_kfid, external_userid)
 MAX_HELD_ATTACHMENTS = 9
+MAX_FLOOD_HELD = 20
+FLOOD_HOLD_SECONDS = 2.0  # how long a flooding customer's message waits for the next one (no merge window)
+MAX_TRACKED_CUSTOMERS = 100_000
 ATTACHMENTS_ONLY_HINT = "（用户没有附加文字说明，请根据以上内容回复用户）"
 
 
@@ -38,6 +48,7 @@ class Turn:
 
     key: TurnKey
     messages: list[WechatComKfMessage] = field(default_factory=list)
+    flooded: bool = False  # merged because the customer sent many messages within seconds
 
     @property
     def msgids(self) -> list[str]:
@@ -96,6 +107,31 @@ class _Held:
     messages: list[WechatComKfMessage]
     generation: int
     window: Ticket | None = None
+    flooded: bool = False
+
+
+class FloodWatch:
+    """Arrival times per customer within the window; ``flooding`` once more than ``limit`` arrived."""
+
+    def __init__(
+        self, limit: int, window_seconds: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._limit = max(0, limit)
+        self._window = window_seconds
+        self._clock = clock
+        self._arrivals: ExpiringMap[deque[float]] = ExpiringMap(window_seconds, MAX_TRACKED_CUSTOMERS, clock)
+
+    def arrived(self, key: TurnKey) -> bool:
+        """Record an arrival; True when the customer is flooding (always False when off)."""
+        if not self._limit:
+            return False
+        now = self._clock()
+        times = self._arrivals.get(key) or deque()
+        while times and times[0] <= now - self._window:
+            times.popleft()
+        times.append(now)
+        self._arrivals.set(key, times)
+        return len(times) > self._limit
 
 
 class TurnAssembler:
@@ -108,11 +144,13 @@ class TurnAssembler:
         window_seconds: float,
         on_turn: Callable[[Turn], None],
         max_held: int = MAX_HELD_ATTACHMENTS,
+        flood: FloodWatch | None = None,
     ) -> None:
         self._workers = workers
         self._window = max(0.0, float(window_seconds))
         self._on_turn = on_turn
         self._max_held = max(1, max_held)
+        self._flood = flood or FloodWatch(0, 1.0)
         self._lock = threading.Lock()  # the dict is shared by keys; each key's entry by its jobs only
         self._held: dict[TurnKey, _Held] = {}
         self._seq = itertools.count()
@@ -134,16 +172,20 @@ class TurnAssembler:
         if held is not None and held.window is not None:
             self._workers.cancel(held.window)  # this message ends (or restarts) the wait
         messages = [*held.messages, message] if held else [message]
-        if message.is_attachment and self._window > 0 and len(messages) < self._max_held:
-            generation = next(self._seq)
-            entry = _Held(messages, generation)
-            with self._lock:
-                self._held[key] = entry
-            entry.window = self._workers.submit(
-                key, lambda: self._expire(key, generation), delay=self._window
-            )
-            return
-        self._on_turn(Turn(key, messages))
+        flooded = self._flood.arrived(key) or (held is not None and held.flooded)
+        if flooded and len(messages) < MAX_FLOOD_HELD:
+            self._hold(key, messages, self._window or FLOOD_HOLD_SECONDS, flooded=True)
+        elif message.is_attachment and self._window > 0 and len(messages) < self._max_held:
+            self._hold(key, messages, self._window, flooded=False)
+        else:
+            self._on_turn(Turn(key, messages, flooded=flooded and len(messages) > 1))
+
+    def _hold(self, key: TurnKey, messages: list[WechatComKfMessage], delay: float, *, flooded: bool) -> None:
+        generation = next(self._seq)
+        entry = _Held(messages, generation, flooded=flooded)
+        with self._lock:
+            self._held[key] = entry
+        entry.window = self._workers.submit(key, lambda: self._expire(key, generation), delay=delay)
 
     def _expire(self, key: TurnKey, generation: int) -> None:
         with self._lock:
@@ -151,4 +193,4 @@ class TurnAssembler:
             if held is None or held.generation != generation:
                 return  # a question came and took the attachments along
             del self._held[key]
-        self._on_turn(Turn(key, held.messages))
+        self._on_turn(Turn(key, held.messages, flooded=held.flooded and len(held.messages) > 1))

@@ -20,7 +20,6 @@ logger = logging.getLogger(__name__)
 VOICE_MAX_BYTES = 2 * MB
 VOICE_MAX_SECONDS = 60.0
 VOICE_PART_SECONDS = 59.0  # a little under the limit: AMR frames are 20 ms and players round up
-NOTICE_FAILED = "语音处理失败，请稍后再试"
 AMR_MAGIC = b"#!AMR\n"
 
 _RATE = 8000
@@ -56,10 +55,10 @@ def _run(args: list[str], stdin: bytes | None, what: str) -> bytes:
     try:
         done = subprocess.run(args, input=stdin, capture_output=True, timeout=_FFMPEG_TIMEOUT, check=False)
     except (OSError, subprocess.SubprocessError) as exc:
-        raise MediaProblem(NOTICE_FAILED, f"ffmpeg {what} failed: {type(exc).__name__}") from None
+        raise MediaProblem(f"ffmpeg {what} failed: {type(exc).__name__}") from None
     if done.returncode != 0:
         tail = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
-        raise MediaProblem(NOTICE_FAILED, f"ffmpeg {what} exited {done.returncode}: {tail[0][:200]}")
+        raise MediaProblem(f"ffmpeg {what} exited {done.returncode}: {tail[0][:200]}")
     return done.stdout
 
 
@@ -67,7 +66,7 @@ def decode_pcm(path: str, max_seconds: float) -> bytes:
     """The first ``max_seconds`` of ``path`` as 8 kHz mono s16le PCM."""
     ffmpeg = amr_ffmpeg()
     if ffmpeg is None:
-        raise MediaProblem(NOTICE_FAILED, "no ffmpeg available")
+        raise MediaProblem("no ffmpeg available")
     pcm_out = f"-vn -ac 1 -ar {_RATE} -acodec pcm_s16le -f s16le pipe:1".split()
     args = [ffmpeg, *_QUIET, "-i", path, "-t", f"{max_seconds:.3f}", *pcm_out]
     return _run(args, None, "decode")
@@ -77,7 +76,7 @@ def encode_amr(pcm: bytes) -> bytes:
     """8 kHz mono s16le PCM → an AMR-NB file (12.2 kbit/s)."""
     ffmpeg = amr_ffmpeg()
     if ffmpeg is None:
-        raise MediaProblem(NOTICE_FAILED, "no ffmpeg available")
+        raise MediaProblem("no ffmpeg available")
     pcm_in = f"-f s16le -ar {_RATE} -ac 1 -i pipe:0".split()
     args = [ffmpeg, *_QUIET, *pcm_in, "-c:a", _ENCODER, "-b:a", "12.2k", "-f", "amr", "pipe:1"]
     return _run(args, pcm, "encode")
@@ -111,7 +110,7 @@ def voice_parts(
     pcm = decode_pcm(path, (max_parts - 1) * part_seconds + max_seconds + 1.0)
     pcm = pcm[: len(pcm) - len(pcm) % 2]
     if not pcm:
-        raise MediaProblem(NOTICE_FAILED, "no audio decoded")
+        raise MediaProblem("no audio decoded")
     part_bytes = int(part_seconds * _RATE) * 2
     limit_bytes = int(max_seconds * _RATE) * 2
     ranges = _cut_points(len(pcm), part_bytes, limit_bytes)
@@ -120,7 +119,7 @@ def voice_parts(
     for number, (start, end) in enumerate(ranges[:max_parts], start=1):
         amr = encode_amr(pcm[start:end])
         if not amr.startswith(AMR_MAGIC) or len(amr) > max_bytes:
-            raise MediaProblem(NOTICE_FAILED, f"AMR part {number} invalid or {len(amr)} bytes > {max_bytes}")
+            raise MediaProblem(f"AMR part {number} invalid or {len(amr)} bytes > {max_bytes}")
         uploads.append(MediaUpload("voice", f"voice_{number}.amr", amr, "audio/amr"))
     logger.debug(
         "voice: %.1f s decoded -> %d AMR part(s), leftover=%s",

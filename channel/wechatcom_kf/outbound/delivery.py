@@ -25,6 +25,7 @@ from typing import Protocol
 
 from bridge.reply import Reply
 
+from ..desk.texts import CustomerTexts
 from ..errors import KfError, KfSendForbidden, KfSessionStateInvalid, errcode_hint
 from ..oncelog import OutageLog
 from ..retry import SEND, RetryPolicy
@@ -78,10 +79,12 @@ class Deliveries:
         workers: KeyedWorkers,
         http_timeout: float,
         limits: OutboundLimits | None = None,
+        texts: CustomerTexts | None = None,
         policy: RetryPolicy = SEND,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._sender = PartSender(api)
+        self.texts = texts or CustomerTexts()
+        self._sender = PartSender(api, self.texts)
         self.plans = Plans(store)
         self.inflight = inflight
         self.takeover = takeover
@@ -244,6 +247,7 @@ class Delivery:
         self._closed = False
         self._finished = False
         self._plan_bases: list[str] = []
+        self._actions: list[Callable[[Delivery], None]] = []
 
     def send(self, reply: Reply) -> None:
         """Plan ``reply`` within the budget and send it (or queue it behind this customer's retries)."""
@@ -256,7 +260,9 @@ class Delivery:
             self._open_jobs += 1
         service = self._service
         allowance = service.ledger.allowance_for(self.key, self.msgids)
-        parts = plan_reply(reply, allowance, http_timeout=service.http_timeout, limits=service.limits)
+        parts = plan_reply(
+            reply, allowance, http_timeout=service.http_timeout, limits=service.limits, texts=service.texts
+        )
         if not parts:
             self.job_done()
             return
@@ -294,22 +300,41 @@ class Delivery:
         service.submit(_Job(self, self.base, parts, accepted=accepted, saved=True))
         self.close()
 
+    def after_sends(self, action: Callable[[Delivery], None]) -> None:
+        """Run ``action`` once the host is done and every reply went out, before the turn is finished
+        (a hand-off: it may ``send`` a notice of its own)."""
+        with self._lock:
+            self._actions.append(action)
+
     def close(self) -> None:
         """The host is done with the turn: finish it unless a reply is still being sent."""
         with self._lock:
             self._closed = True
-            ready = self._open_jobs == 0 and not self._finished
-            self._finished = self._finished or ready
-        if ready:
-            self._finish()
+        self._maybe_finish()
 
     def job_done(self) -> None:
         with self._lock:
             self._open_jobs -= 1
-            ready = self._closed and self._open_jobs == 0 and not self._finished
-            self._finished = self._finished or ready
-        if ready:
+        self._maybe_finish()
+
+    def _maybe_finish(self) -> None:
+        with self._lock:
+            if not self._closed or self._open_jobs or self._finished:
+                return
+            action = self._actions.pop(0) if self._actions else None
+            if action is None:
+                self._finished = True
+            else:
+                self._open_jobs += 1  # the action holds the turn open
+        if action is None:
             self._finish()
+            return
+        try:
+            action(self)
+        except Exception:
+            logger.exception("an action after the reply to %s/%s failed", *self.key)
+        finally:
+            self.job_done()
 
     def _finish(self) -> None:
         service = self._service

@@ -14,8 +14,6 @@ from .media import MB, MediaProblem, MediaUpload
 logger = logging.getLogger(__name__)
 
 IMAGE_MAX_BYTES = 10 * MB
-NOTICE_FAILED = "图片处理失败，请稍后再试"
-NOTICE_TOO_LARGE = "图片太大，无法发送"
 
 _MAX_STEPS = 8  # encode attempts; each is a full JPEG encode, so the bound also bounds CPU time
 _QUALITIES = (85, 75, 62)
@@ -31,9 +29,9 @@ def _open(data: bytes) -> Image.Image:
             img = Image.open(io.BytesIO(data))
             img.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise MediaProblem(NOTICE_TOO_LARGE, f"decompression bomb refused: {exc}", too_big=True) from None
+        raise MediaProblem(f"decompression bomb refused: {exc}", too_big=True) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise MediaProblem(NOTICE_FAILED, f"undecodable image: {type(exc).__name__}") from None
+        raise MediaProblem(f"undecodable image: {type(exc).__name__}") from None
     return img
 
 
@@ -95,7 +93,7 @@ def _fit_jpeg(img: Image.Image, max_bytes: int) -> bytes:
             scale *= factor
             size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
             current = img.resize(size, Image.Resampling.LANCZOS)
-    raise MediaProblem(NOTICE_TOO_LARGE, f"could not fit the image into {max_bytes} bytes", too_big=True)
+    raise MediaProblem(f"could not fit the image into {max_bytes} bytes", too_big=True)
 
 
 def prepare_image(data: bytes, *, max_bytes: int = IMAGE_MAX_BYTES) -> MediaUpload:

@@ -28,14 +28,14 @@ class MediaUpload:
 
 
 class MediaProblem(Exception):
-    """A media item cannot be sent; ``notice`` is the short Chinese text the customer gets instead,
-    ``reason`` what the log says, ``too_big`` whether it failed for its size."""
+    """A media item cannot be sent; ``reason`` is what the log says, ``too_big`` whether it failed for
+    its size (the planner turns it into the operator's text for the customer)."""
 
-    def __init__(self, notice: str, reason: str, *, too_big: bool = False) -> None:
+    def __init__(self, reason: str, *, too_big: bool = False) -> None:
         super().__init__(reason)
-        self.notice = notice
         self.reason = reason
         self.too_big = too_big
+        self.link = ""  # a URL the customer can open instead (a video too big to send)
 
 
 def url_host(url: str) -> str:
@@ -46,49 +46,49 @@ def url_host(url: str) -> str:
         return "?"
 
 
-def download(url: str, *, max_bytes: int, timeout: float, notice: str) -> bytes:
+def download(url: str, *, max_bytes: int, timeout: float) -> bytes:
     """GET ``url`` with a timeout, streaming, stopping as soon as more than ``max_bytes`` arrive.
 
-    Raises MediaProblem(notice) on any failure (``too_big`` when over the cap).
+    Raises MediaProblem on any failure (``too_big`` when over the cap).
     """
     if urlsplit(url).scheme not in ("http", "https"):
-        raise MediaProblem(notice, "not an http(s) URL")
+        raise MediaProblem("not an http(s) URL")
     deadline = time.monotonic() + max(timeout * 3, timeout + 5)  # a slow drip must not hold a worker
     try:
         with requests.get(url, timeout=timeout, stream=True) as resp:
             if resp.status_code != 200:
-                raise MediaProblem(notice, f"HTTP {resp.status_code} from {url_host(url)}")
+                raise MediaProblem(f"HTTP {resp.status_code} from {url_host(url)}")
             declared = resp.headers.get("Content-Length", "")
             if declared.isdigit() and int(declared) > max_bytes:
-                raise MediaProblem(notice, f"declared {declared} bytes > {max_bytes}", too_big=True)
+                raise MediaProblem(f"declared {declared} bytes > {max_bytes}", too_big=True)
             chunks: list[bytes] = []
             size = 0
             for chunk in resp.iter_content(_CHUNK):
                 size += len(chunk)
                 if size > max_bytes:
-                    raise MediaProblem(notice, f"more than {max_bytes} bytes", too_big=True)
+                    raise MediaProblem(f"more than {max_bytes} bytes", too_big=True)
                 if time.monotonic() > deadline:
-                    raise MediaProblem(notice, f"download from {url_host(url)} too slow")
+                    raise MediaProblem(f"download from {url_host(url)} too slow")
                 chunks.append(chunk)
     except requests.RequestException as exc:
         # The exception text may contain the full URL (signed query strings): log only its type.
-        raise MediaProblem(notice, f"download from {url_host(url)} failed: {type(exc).__name__}") from None
+        raise MediaProblem(f"download from {url_host(url)} failed: {type(exc).__name__}") from None
     return b"".join(chunks)
 
 
-def read_path(path: str, *, max_bytes: int, notice: str, too_big_notice: str) -> bytes:
+def read_path(path: str, *, max_bytes: int) -> bytes:
     """The bytes of a local file, refusing files over ``max_bytes`` before reading them."""
     try:
         size = os.path.getsize(path)
         if size > max_bytes:
-            raise MediaProblem(too_big_notice, f"file of {size} bytes > {max_bytes}", too_big=True)
+            raise MediaProblem(f"file of {size} bytes > {max_bytes}", too_big=True)
         with open(path, "rb") as fh:
             return fh.read(max_bytes + 1)
     except OSError as exc:
-        raise MediaProblem(notice, f"cannot read file: {type(exc).__name__}") from None
+        raise MediaProblem(f"cannot read file: {type(exc).__name__}") from None
 
 
-def read_stream(stream: Any, *, max_bytes: int, notice: str, too_big_notice: str) -> bytes:
+def read_stream(stream: Any, *, max_bytes: int) -> bytes:
     """The bytes of a file-like object, reading at most ``max_bytes + 1``."""
     try:
         data = stream.read(max_bytes + 1)
@@ -97,9 +97,9 @@ def read_stream(stream: Any, *, max_bytes: int, notice: str, too_big_notice: str
             stream.seek(0)
             data = stream.read(max_bytes + 1)
     except (OSError, ValueError) as exc:
-        raise MediaProblem(notice, f"cannot read stream: {type(exc).__name__}") from None
+        raise MediaProblem(f"cannot read stream: {type(exc).__name__}") from None
     if not isinstance(data, bytes | bytearray):
-        raise MediaProblem(notice, f"stream returned {type(data).__name__}, not bytes")
+        raise MediaProblem(f"stream returned {type(data).__name__}, not bytes")
     if len(data) > max_bytes:
-        raise MediaProblem(too_big_notice, f"stream over {max_bytes} bytes", too_big=True)
+        raise MediaProblem(f"stream over {max_bytes} bytes", too_big=True)
     return bytes(data)

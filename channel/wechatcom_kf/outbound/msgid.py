@@ -28,3 +28,8 @@ def make_msgid(inbound_msgid: str, part_no: int) -> str:
 def welcome_msgid(code: str) -> str:
     """The msgid of the welcome message sent with an ``enter_session`` welcome_code."""
     return f"w{_digest(code)}"
+
+
+def notice_msgid(code: str) -> str:
+    """The msgid of a notice sent with a ``service_state/trans`` msg_code (hand-off, queue)."""
+    return f"n{_digest(code)}"

@@ -1,7 +1,8 @@
 """Reply → the list of KF messages to send, within the per-customer-message budget.
 
 Never raises and never returns silence for a failed media item: anything over a limit, undecodable or
-not downloadable becomes one short Chinese text part telling the customer.
+not downloadable becomes one short text part telling the customer (the operator's texts,
+``desk/texts.py``).
 """
 
 from __future__ import annotations
@@ -13,17 +14,13 @@ from typing import Any
 
 from bridge.reply import Reply, ReplyType
 
+from ..desk.texts import CustomerTexts
 from . import audio, images, video_files
 from .markdown import markdown_to_plain
 from .media import MB, MediaProblem, MediaUpload, download, read_path, read_stream
 from .text import split_text
 
 logger = logging.getLogger(__name__)
-
-NOTICE_IMAGE_DOWNLOAD = "图片获取失败，请稍后再试"
-NOTICE_VIDEO_DOWNLOAD = "视频获取失败，请稍后再试"
-NOTICE_VOICE_CUT = "语音较长，其余部分未能发送"
-NOTICE_GENERIC = "消息处理失败，请稍后再试"
 
 _TEXT_TYPES = (ReplyType.TEXT, ReplyType.TEXT_, ReplyType.INFO, ReplyType.ERROR)
 _UNSUPPORTED = (ReplyType.CARD, ReplyType.INVITE_ROOM, ReplyType.MINIAPP)
@@ -58,6 +55,7 @@ class _Plan:
     http_timeout: float
     max_download_bytes: int
     limits: OutboundLimits
+    texts: CustomerTexts
 
 
 def text_part(text: str) -> OutboundPart:
@@ -66,7 +64,9 @@ def text_part(text: str) -> OutboundPart:
 
 def _text_parts(content: Any, plan: _Plan) -> list[OutboundPart]:
     plain = markdown_to_plain("" if content is None else str(content))
-    chunks = split_text(plain, max_bytes=plan.limits.text_bytes, max_parts=plan.budget)
+    chunks = split_text(
+        plain, max_bytes=plan.limits.text_bytes, max_parts=plan.budget, marker=plan.texts.truncated
+    )
     if not chunks:
         logger.warning("empty text reply: nothing to send")
     return [text_part(chunk) for chunk in chunks]
@@ -76,23 +76,16 @@ def _image_source(content: Any, plan: _Plan, from_url: bool) -> bytes:
     cap = plan.limits.image_source_bytes
     if from_url or (isinstance(content, str) and content.startswith(("http://", "https://"))):
         cap = min(cap, plan.max_download_bytes)
-        return download(str(content), max_bytes=cap, timeout=plan.http_timeout, notice=NOTICE_IMAGE_DOWNLOAD)
+        return download(str(content), max_bytes=cap, timeout=plan.http_timeout)
     if isinstance(content, bytes | bytearray):
         if len(content) > cap:
-            raise MediaProblem(images.NOTICE_TOO_LARGE, f"{len(content)} bytes > {cap}", too_big=True)
+            raise MediaProblem(f"{len(content)} bytes > {cap}", too_big=True)
         return bytes(content)
     if isinstance(content, str | os.PathLike):
-        return read_path(
-            os.fspath(content),
-            max_bytes=cap,
-            notice=images.NOTICE_FAILED,
-            too_big_notice=images.NOTICE_TOO_LARGE,
-        )
+        return read_path(os.fspath(content), max_bytes=cap)
     if hasattr(content, "read"):
-        return read_stream(
-            content, max_bytes=cap, notice=images.NOTICE_FAILED, too_big_notice=images.NOTICE_TOO_LARGE
-        )
-    raise MediaProblem(images.NOTICE_FAILED, f"unsupported image content {type(content).__name__}")
+        return read_stream(content, max_bytes=cap)
+    raise MediaProblem(f"unsupported image content {type(content).__name__}")
 
 
 def _image_parts(content: Any, plan: _Plan, from_url: bool) -> list[OutboundPart]:
@@ -104,7 +97,7 @@ def _image_parts(content: Any, plan: _Plan, from_url: bool) -> list[OutboundPart
 def _voice_parts(content: Any, plan: _Plan) -> list[OutboundPart]:
     path = os.fspath(content) if isinstance(content, str | os.PathLike) else ""
     if not path or not os.path.isfile(path):
-        raise MediaProblem(audio.NOTICE_FAILED, "voice reply is not a local file")
+        raise MediaProblem("voice reply is not a local file")
     limits = plan.limits
     uploads, leftover = audio.voice_parts(
         path,
@@ -116,7 +109,7 @@ def _voice_parts(content: Any, plan: _Plan) -> list[OutboundPart]:
     parts = [OutboundPart("voice", {}, upload) for upload in uploads]
     if leftover and plan.budget > 1:
         # Documented choice: the customer hears the first budget-1 parts and is told the rest was cut.
-        parts = [*parts[: plan.budget - 1], text_part(NOTICE_VOICE_CUT)]
+        parts = [*parts[: plan.budget - 1], text_part(plan.texts.voice_cut)]
     if leftover:
         logger.warning("voice reply longer than %d part(s): the rest was cut", plan.budget)
     return parts
@@ -127,41 +120,23 @@ def _video_parts(content: Any, plan: _Plan, from_url: bool) -> list[OutboundPart
     url = str(content) if from_url else ""
     try:
         if from_url:
-            data = download(
-                url,
-                max_bytes=min(cap, plan.max_download_bytes),
-                timeout=plan.http_timeout,
-                notice=NOTICE_VIDEO_DOWNLOAD,
-            )
+            data = download(url, max_bytes=min(cap, plan.max_download_bytes), timeout=plan.http_timeout)
             filename = os.path.basename(url.split("?", 1)[0]) or "video.mp4"
         else:
             path = os.fspath(content) if isinstance(content, str | os.PathLike) else ""
-            data = read_path(
-                path,
-                max_bytes=cap,
-                notice=video_files.NOTICE_VIDEO_FAILED,
-                too_big_notice=video_files.NOTICE_VIDEO_TOO_LARGE,
-            )
+            data = read_path(path, max_bytes=cap)
             filename = os.path.basename(path)
         return [OutboundPart("video", {}, video_files.prepare_video(data, filename=filename, max_bytes=cap))]
     except MediaProblem as problem:
         if url:  # the customer can still watch it in the browser
-            if problem.too_big:
-                problem.notice = f"视频太大，无法直接发送，请点击链接观看：{url}"
-            else:
-                problem.notice = f"{problem.notice}。链接：{url}"
+            problem.link = url
         raise
 
 
 def _file_parts(content: Any, plan: _Plan) -> list[OutboundPart]:
     path = os.fspath(content) if isinstance(content, str | os.PathLike) else ""
     cap = plan.limits.file_bytes
-    data = read_path(
-        path,
-        max_bytes=cap,
-        notice=video_files.NOTICE_FILE_FAILED,
-        too_big_notice=video_files.NOTICE_FILE_TOO_LARGE,
-    )
+    data = read_path(path, max_bytes=cap)
     return [OutboundPart("file", {}, video_files.prepare_file(path, data, max_bytes=cap))]
 
 
@@ -184,6 +159,30 @@ def _dispatch(reply: Reply, plan: _Plan) -> list[OutboundPart]:
     return []
 
 
+_KINDS: dict[ReplyType | None, str] = {
+    ReplyType.IMAGE: "image",
+    ReplyType.IMAGE_URL: "image",
+    ReplyType.VOICE: "voice",
+    ReplyType.VIDEO: "video",
+    ReplyType.VIDEO_URL: "video",
+    ReplyType.FILE: "file",
+}
+
+
+def _notice(problem: MediaProblem, reply: Reply, plan: _Plan) -> OutboundPart:
+    """The operator's text for a media item that cannot be sent, within one text part."""
+    kind = _KINDS.get(reply.type, "")
+    texts = plan.texts
+    if problem.link:
+        text = texts.video_link.format(url=problem.link)
+    elif problem.too_big:
+        text = texts.media_too_big_for(kind)
+    else:
+        text = texts.media_failed_for(kind)
+    chunks = split_text(text, max_bytes=plan.limits.text_bytes, max_parts=1, marker=texts.truncated)
+    return text_part(chunks[0] if chunks else texts.media_failed_for(kind))
+
+
 def plan_reply(
     reply: Reply,
     budget: int,
@@ -191,6 +190,7 @@ def plan_reply(
     http_timeout: float = 10.0,
     max_download_bytes: int = 64 * MB,
     limits: OutboundLimits | None = None,
+    texts: CustomerTexts | None = None,
 ) -> list[OutboundPart]:
     """The parts (at most ``budget``) that answer with ``reply``; never raises.
 
@@ -199,16 +199,16 @@ def plan_reply(
     if budget < 1:
         logger.warning("no send budget left: reply of type %s not sent", reply.type)
         return []
-    plan = _Plan(budget, http_timeout, max_download_bytes, limits or OutboundLimits())
+    texts = texts or CustomerTexts()
+    plan = _Plan(budget, http_timeout, max_download_bytes, limits or OutboundLimits(), texts)
     try:
         parts = _dispatch(reply, plan)
     except MediaProblem as problem:
         logger.warning("reply of type %s replaced by a notice: %s", reply.type, problem.reason)
-        notice = split_text(problem.notice, max_bytes=plan.limits.text_bytes, max_parts=1)
-        parts = [text_part(notice[0] if notice else NOTICE_GENERIC)]
+        parts = [_notice(problem, reply, plan)]
     except Exception:  # a bug or a library surprise must still answer the customer
         logger.exception("planning a reply of type %s failed", reply.type)
-        parts = [text_part(NOTICE_GENERIC)]
+        parts = [text_part(texts.media_failed_for(_KINDS.get(reply.type, "")))]
     if len(parts) > budget:  # defensive: every branch already respects the budget
         parts = parts[:budget]
     logger.debug("planned %d part(s): %s", len(parts), [p.msgtype for p in parts])

@@ -10,18 +10,11 @@ import enum
 import logging
 from typing import Any, Protocol
 
+from ..desk.texts import CustomerTexts
 from ..errors import KfApiError, KfDuplicateMsgId, KfError
 from .planner import OutboundPart, text_part
 
 logger = logging.getLogger(__name__)
-
-UPLOAD_FAILED_NOTICE = {
-    "image": "图片发送失败，请稍后再试",
-    "voice": "语音发送失败，请稍后再试",
-    "video": "视频发送失败，请稍后再试",
-    "file": "文件发送失败，请稍后再试",
-}
-GENERIC_UPLOAD_NOTICE = "消息发送失败，请稍后再试"
 
 
 class SupportsSend(Protocol):
@@ -49,8 +42,9 @@ def as_kf_error(exc: Exception, api: str) -> KfError:
 
 
 class PartSender:
-    def __init__(self, api: SupportsSend) -> None:
+    def __init__(self, api: SupportsSend, texts: CustomerTexts | None = None) -> None:
         self._api = api
+        self._texts = texts or CustomerTexts()
 
     def send(
         self, part: OutboundPart, *, touser: str, open_kfid: str, msgid: str, notice_sent: bool
@@ -92,5 +86,5 @@ class PartSender:
             )
             if notice_sent:
                 return None
-            return text_part(UPLOAD_FAILED_NOTICE.get(upload.kind, GENERIC_UPLOAD_NOTICE)), True
+            return text_part(self._texts.media_failed_for(upload.kind)), True
         return OutboundPart(part.msgtype, {**part.body, "media_id": media_id}), False

@@ -9,11 +9,6 @@ from .media import MB, MediaProblem, MediaUpload
 
 VIDEO_MAX_BYTES = 10 * MB
 FILE_MAX_BYTES = 20 * MB
-NOTICE_VIDEO_FAILED = "视频发送失败，请稍后再试"
-NOTICE_VIDEO_TOO_LARGE = "视频太大（超过 10MB），无法直接发送"
-NOTICE_VIDEO_FORMAT = "视频格式不支持（仅支持 MP4），无法发送"
-NOTICE_FILE_FAILED = "文件发送失败，请稍后再试"
-NOTICE_FILE_TOO_LARGE = "文件太大（超过 20MB），无法发送"
 
 # ISO base media files start with a box whose type is "ftyp"; MP4 is what WeCom accepts. Transcoding
 # other containers would cost seconds of CPU per reply, so they are refused with a notice instead.
@@ -29,9 +24,9 @@ def prepare_video(
 ) -> MediaUpload:
     """A video upload; raises MediaProblem when not MP4 or over ``max_bytes``."""
     if len(data) > max_bytes:
-        raise MediaProblem(NOTICE_VIDEO_TOO_LARGE, f"video of {len(data)} bytes > {max_bytes}", too_big=True)
+        raise MediaProblem(f"video of {len(data)} bytes > {max_bytes}", too_big=True)
     if not is_mp4(data):
-        raise MediaProblem(NOTICE_VIDEO_FORMAT, "video is not an MP4 (no ftyp box)")
+        raise MediaProblem("video is not an MP4 (no ftyp box)")
     stem = os.path.splitext(os.path.basename(filename))[0] or "video"
     return MediaUpload("video", f"{stem}.mp4", data, "video/mp4")
 
@@ -39,9 +34,9 @@ def prepare_video(
 def prepare_file(path: str, data: bytes, *, max_bytes: int = FILE_MAX_BYTES) -> MediaUpload:
     """A file upload named after the path's basename."""
     if len(data) > max_bytes:
-        raise MediaProblem(NOTICE_FILE_TOO_LARGE, f"file of {len(data)} bytes > {max_bytes}", too_big=True)
+        raise MediaProblem(f"file of {len(data)} bytes > {max_bytes}", too_big=True)
     if not data:
-        raise MediaProblem(NOTICE_FILE_FAILED, "empty file")
+        raise MediaProblem("empty file")
     filename = os.path.basename(path.rstrip("/\\")) or "file"
     content_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
     return MediaUpload("file", filename, data, content_type)

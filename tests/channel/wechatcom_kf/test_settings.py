@@ -39,10 +39,32 @@ def test_in_an_upstream_host_the_channel_reads_the_environment_itself(monkeypatc
     settings = load_kf_settings(host)
     assert settings.wechatcom_kf_port == 9124  # environment > config.json, as in this runtime
     assert settings.wechatcom_kf_token == "token-from-the-alias"
-    assert settings.wechatcom_kf_welcome_text == "您好"
+    assert settings.desk.texts.welcome == "您好"
 
 
 def test_a_malformed_environment_value_names_the_variable(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("WECHATCOM_KF_PORT", "abc")
     with pytest.raises(ValueError, match="WECHATCOM_KF_PORT"):
         load_kf_settings(UpstreamConfig())
+
+
+def test_every_customer_text_comes_from_config_json_and_its_environment_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    import json
+    from dataclasses import fields
+
+    from channel.wechatcom_kf.desk.texts import TEXT_SPECS, CustomerTexts
+
+    templates = {"media_failed": "{kind}坏了", "media_too_big": "{kind}太大", "video_link": "看 {url}"}
+    wanted = {f.name: templates.get(f.name, f"运营者的{f.name}") for f in fields(CustomerTexts)}
+    values = {f"wechatcom_kf_{name}_text": text for name, text in wanted.items()}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(values, ensure_ascii=False), encoding="utf-8")
+    monkeypatch.setenv("WECHATCOM_KF_HANDOFF_TEXT", "来自环境变量")
+    texts = load_kf_settings(config.load_config(str(path))).desk.texts
+    assert {f.name: getattr(texts, f.name) for f in fields(CustomerTexts)} == {
+        **wanted,
+        "handoff": "来自环境变量",
+    }
+    assert len(TEXT_SPECS) == len(wanted)

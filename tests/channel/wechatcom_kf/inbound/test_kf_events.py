@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from channel.wechatcom_kf.errors import KfApiError, describe_fail_type
-from channel.wechatcom_kf.inbound.events import EventHandler
+from channel.wechatcom_kf.inbound.events import EventHandler, Welcome
 from channel.wechatcom_kf.inbound.items import EnterSession, Event, parse_item
 from channel.wechatcom_kf.outbound.msgid import welcome_msgid
 from channel.wechatcom_kf.session.recalls import Recalls
@@ -67,7 +67,7 @@ class Rig:
         self.api = RecordingApi()
         self.takeover = Takeover(store, NoStateApi())
         self.recalls = Recalls()
-        self.handler = EventHandler(self.api, self.takeover, self.recalls, welcome)
+        self.handler = EventHandler(self.api, self.takeover, self.recalls, Welcome.configured(welcome, None))
 
 
 @pytest.fixture

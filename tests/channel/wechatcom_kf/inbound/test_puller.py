@@ -167,7 +167,7 @@ class Harness:
         self.router = RecordingRouter(
             inflight=self.inflight,
             takeover=takeover,
-            events=EventHandler(NoApi(), takeover, Recalls(), ""),
+            events=EventHandler(NoApi(), takeover, Recalls(), None),
             ledger=BudgetLedger(),
             turns=TurnAssembler(self.customers, 0.0, self._on_turn),
             customers=self.customers,

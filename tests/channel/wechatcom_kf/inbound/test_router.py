@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from channel.wechatcom_kf.errors import KfApiError
-from channel.wechatcom_kf.inbound.events import EventHandler
+from channel.wechatcom_kf.inbound.events import EventHandler, Welcome
 from channel.wechatcom_kf.inbound.inflight import InFlight
 from channel.wechatcom_kf.inbound.items import CustomerMessage, Item, parse_item
 from channel.wechatcom_kf.inbound.router import Router
@@ -109,7 +109,7 @@ class Rig:
         self.router = Router(
             inflight=self.inflight,
             takeover=self.takeover,
-            events=EventHandler(self.api, self.takeover, self.recalls, welcome),
+            events=EventHandler(self.api, self.takeover, self.recalls, Welcome.configured(welcome, None)),
             ledger=self.ledger,
             turns=TurnAssembler(self.customers, 0.0, self._on_turn),
             customers=self.customers,

@@ -6,9 +6,10 @@ from array import array
 import pytest
 
 from bridge.reply import Reply, ReplyType
+from channel.wechatcom_kf.desk.texts import CustomerTexts
 from channel.wechatcom_kf.outbound import audio
 from channel.wechatcom_kf.outbound.media import MediaUpload
-from channel.wechatcom_kf.outbound.planner import NOTICE_VOICE_CUT, OutboundPart, plan_reply
+from channel.wechatcom_kf.outbound.planner import OutboundPart, plan_reply
 
 
 def _up(part: OutboundPart) -> MediaUpload:
@@ -85,7 +86,7 @@ def test_150_seconds_become_three_amr_parts(long_voice, tmp_path):
 def test_more_parts_than_budget_ends_with_a_cut_notice(long_voice):
     parts = plan_reply(Reply(ReplyType.VOICE, long_voice), budget=2)
     assert [p.msgtype for p in parts] == ["voice", "text"]
-    assert parts[1].body["content"] == NOTICE_VOICE_CUT
+    assert parts[1].body["content"] == CustomerTexts().voice_cut
     only = plan_reply(Reply(ReplyType.VOICE, long_voice), budget=1)
     assert [p.msgtype for p in only] == ["voice"]
 
@@ -103,4 +104,4 @@ def test_missing_or_undecodable_voice_gives_text(tmp_path):
     for content in (str(tmp_path / "missing.wav"), str(junk), None):
         parts = plan_reply(Reply(ReplyType.VOICE, content), budget=5)
         assert [p.msgtype for p in parts] == ["text"]
-        assert parts[0].body["content"] == audio.NOTICE_FAILED
+        assert parts[0].body["content"] == CustomerTexts().media_failed_for("voice")

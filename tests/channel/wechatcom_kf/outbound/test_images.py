@@ -4,6 +4,7 @@ import random
 from PIL import Image
 
 from bridge.reply import Reply, ReplyType
+from channel.wechatcom_kf.desk.texts import CustomerTexts
 from channel.wechatcom_kf.outbound.images import prepare_image
 from channel.wechatcom_kf.outbound.media import MediaUpload
 from channel.wechatcom_kf.outbound.planner import OutboundLimits, OutboundPart, plan_reply
@@ -71,7 +72,7 @@ def test_garbage_and_truncated_images_give_a_text_part():
     for content in (b"definitely not an image", truncated, io.BytesIO(b"\x89PNG\r\n\x1a\n garbage")):
         parts = plan_reply(Reply(ReplyType.IMAGE, content), budget=3)
         assert len(parts) == 1 and parts[0].msgtype == "text" and parts[0].upload is None
-        assert parts[0].body["content"] == "图片处理失败，请稍后再试"
+        assert parts[0].body["content"] == CustomerTexts().media_failed_for("image")
 
 
 def test_decompression_bomb_is_refused(monkeypatch):
@@ -123,9 +124,13 @@ def test_image_url_404_and_over_cap_give_text(http_files):
     missing = http_files.base + "/missing.png"
     big = http_files("/big.png", _png() + b"\0" * 300_000)
     unsized = http_files("/stream.png", b"\0" * 300_000, length=False)
-    for url in (missing, big, unsized, "ftp://127.0.0.1/x.png", "http://127.0.0.1:9/refused.png"):
+    texts = CustomerTexts()
+    failed, too_big = texts.media_failed_for("image"), texts.media_too_big_for("image")
+    expected = {missing: failed, big: too_big, unsized: too_big}
+    expected.update({"ftp://127.0.0.1/x.png": failed, "http://127.0.0.1:9/refused.png": failed})
+    for url, notice in expected.items():
         parts = plan_reply(
             Reply(ReplyType.IMAGE_URL, url), budget=5, http_timeout=2, max_download_bytes=100_000
         )
         assert len(parts) == 1 and parts[0].msgtype == "text", url
-        assert parts[0].body["content"] == "图片获取失败，请稍后再试"
+        assert parts[0].body["content"] == notice, url

@@ -2,6 +2,7 @@ import logging
 import os
 
 from bridge.reply import Reply, ReplyType
+from channel.wechatcom_kf.desk.texts import CustomerTexts
 from channel.wechatcom_kf.outbound.media import MediaUpload
 from channel.wechatcom_kf.outbound.planner import OutboundLimits, OutboundPart, plan_reply
 from channel.wechatcom_kf.outbound.text import TRUNCATION_MARKER
@@ -58,7 +59,9 @@ def test_oversized_or_foreign_video_gives_text(tmp_path):
     parts = plan_reply(Reply(ReplyType.VIDEO, str(big)), budget=5, limits=limits)
     assert [p.msgtype for p in parts] == ["text"] and "太大" in parts[0].body["content"]
     parts = plan_reply(Reply(ReplyType.VIDEO, str(avi)), budget=5, limits=limits)
-    assert [p.msgtype for p in parts] == ["text"] and "MP4" in parts[0].body["content"]
+    assert [p.msgtype for p in parts] == ["text"] and parts[0].body[
+        "content"
+    ] == CustomerTexts().media_failed_for("video")
 
 
 def test_default_video_limit_is_ten_megabytes(tmp_path):
@@ -88,7 +91,7 @@ def test_a_video_url_that_fails_for_another_reason_is_not_called_too_big():
     url = "http://too_big.invalid/v/clip.mp4"  # .invalid never resolves: a download failure
     [part] = plan_reply(Reply(ReplyType.VIDEO_URL, url), budget=5, http_timeout=2)
     text = part.body["content"]
-    assert "视频太大" not in text and "视频获取失败" in text and url in text
+    assert text == CustomerTexts().video_link.format(url=url)
 
 
 def test_file_part_named_after_basename(tmp_path):

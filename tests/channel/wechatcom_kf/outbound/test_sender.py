@@ -7,6 +7,7 @@ from PIL import Image
 
 from bridge.reply import Reply, ReplyType
 from channel.wechatcom_kf.api import KfApi
+from channel.wechatcom_kf.desk.texts import CustomerTexts
 from channel.wechatcom_kf.errors import KfApiError, KfNetworkError, KfSendLimitReached, KfSessionStateInvalid
 from channel.wechatcom_kf.outbound.media import MediaUpload
 from channel.wechatcom_kf.outbound.msgid import make_msgid
@@ -96,7 +97,7 @@ def test_a_refused_upload_becomes_one_text_notice(emu, api):
     sender = PartSender(api)
     assert _send(sender, emu, user, bad, make_msgid(inbound, 0)) is Accepted.NOTICE
     assert _send(sender, emu, user, bad, make_msgid(inbound, 1), notice_sent=True) is Accepted.SKIPPED
-    assert [s.text for s in emu.sends_to(user)] == ["图片发送失败，请稍后再试"]
+    assert [s.text for s in emu.sends_to(user)] == [CustomerTexts().media_failed_for("image")]
 
 
 def test_an_upload_during_an_outage_is_retryable_not_a_notice(emu, api):
