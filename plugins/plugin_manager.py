@@ -72,10 +72,15 @@ class PluginManager:
             plugincls.desc = kwargs.get("desc")  # type: ignore[attr-defined]
             plugincls.author = kwargs.get("author")  # type: ignore[attr-defined]
             plugincls.path = self.current_plugin_path or ""  # type: ignore[attr-defined]
-            plugincls.version = kwargs.get("version") or "1.0"  # type: ignore[attr-defined]
-            plugincls.namecn = kwargs.get("namecn") or name  # type: ignore[attr-defined]
-            plugincls.hidden = bool(kwargs.get("hidden", False))  # type: ignore[attr-defined]
-            plugincls.enabled = True  # type: ignore[attr-defined]
+            # CoW's defaults: a missing (None) version, namecn or hidden becomes "1.0", the name, False.
+            version = kwargs.get("version")
+            plugincls.version = "1.0" if version is None else version  # type: ignore[attr-defined]
+            namecn = kwargs.get("namecn")
+            plugincls.namecn = name if namecn is None else namecn  # type: ignore[attr-defined]
+            plugincls.hidden = bool(kwargs.get("hidden") or False)  # type: ignore[attr-defined]
+            # CoW 2.0.8+: ``enabled`` (default True) is the state a plugin gets the first time it is seen;
+            # once plugins.json has an entry for it, that entry decides (see scan_plugins).
+            plugincls.enabled = bool(kwargs.get("enabled", True))  # type: ignore[attr-defined]
             self.plugins[name.upper()] = plugincls
             logger.info("plugin %s v%s registered", name, plugincls.version)  # type: ignore[attr-defined]
             return plugincls
@@ -155,7 +160,8 @@ class PluginManager:
                     "priority": plugincls.priority,
                 }
             else:
-                plugincls.enabled = bool(entry.get("enabled", True))
+                # plugins.json wins over the decorator's ``enabled`` (an entry without the key keeps it).
+                plugincls.enabled = bool(entry.get("enabled", plugincls.enabled))
                 plugincls.priority = int(entry.get("priority", plugincls.priority))
         if modified:
             self.save_config()
@@ -211,6 +217,9 @@ class PluginManager:
             except Exception:
                 # One faulty plugin must not silence the customer: log and go on with the next.
                 logger.exception("plugin %s failed on %s", plugincls.name, e_context.event.name)
+            if e_context.is_break():
+                e_context["breaked_by"] = name  # as CoW: the (upper-case) name of the plugin that stopped it
+                logger.debug("plugin %s broke %s", plugincls.name, e_context.event.name)
         return e_context
 
     # -- management (godcmd-style) ---------------------------------------------------------------
