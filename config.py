@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from channel.wechatcom_kf.settings import (
@@ -173,9 +173,12 @@ class Config(dict):
     # channel must not read the environment a second time (it does in hosts without this flag).
     applies_environment = True
 
-    def __init__(self, data: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, data: Mapping[str, Any] | None = None, explicit: Iterable[str] = ()) -> None:
         super().__init__(data or {})
         self.user_datas: dict[str, dict[str, Any]] = {}
+        # Keys set by config.json, the environment or overrides (the rest are declared defaults): a
+        # channel loaded under another name may default differently (upstream's wechat_kf: port 9888).
+        self.explicit_keys: frozenset[str] = frozenset(explicit)
 
     def get_user_data(self, user: str) -> dict[str, Any]:
         return self.user_datas.setdefault(user, {})
@@ -235,7 +238,7 @@ def _read_file(path: str) -> dict[str, Any]:
     return data
 
 
-def _apply_file(values: dict[str, Any], data: Mapping[str, Any], source: str) -> None:
+def _apply_file(values: dict[str, Any], data: Mapping[str, Any], source: str, setby: set[str]) -> None:
     explicit = set(data)
     for key, value in data.items():
         name = _ALIASES.get(key, key)
@@ -248,15 +251,17 @@ def _apply_file(values: dict[str, Any], data: Mapping[str, Any], source: str) ->
         if value is None:
             continue
         values[name] = _coerce(name, value)
+        setby.add(name)
 
 
-def _apply_environ(values: dict[str, Any], environ: Mapping[str, str]) -> None:
+def _apply_environ(values: dict[str, Any], environ: Mapping[str, str], setby: set[str]) -> None:
     for spec in _ALL:
         names = ([spec.env] if spec.env else []) + [alias.upper() for alias in spec.aliases]
         for env_name in names:
             if env_name in environ:
                 try:
                     values[spec.name] = parse_setting_value(environ[env_name], spec.kind)
+                    setby.add(spec.name)
                 except ValueError as exc:
                     raise ValueError(f"environment variable {env_name}: {exc}") from None
                 break
@@ -276,15 +281,16 @@ def load_config(
     """
     global config
     values = defaults()
+    setby: set[str] = set()
     path = config_path or os.path.join(get_root(), "config.json")
     if config_path is not None or os.path.exists(path):
-        _apply_file(values, _read_file(path), os.path.basename(path))
+        _apply_file(values, _read_file(path), os.path.basename(path), setby)
     else:
         logger.info("no config.json found; using defaults and environment variables")
-    _apply_environ(values, os.environ if environ is None else environ)
+    _apply_environ(values, os.environ if environ is None else environ, setby)
     if overrides:
-        _apply_file(values, overrides, "overrides")
-    config = Config(values)
+        _apply_file(values, overrides, "overrides", setby)
+    config = Config(values, setby)
     return config
 
 

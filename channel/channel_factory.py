@@ -75,6 +75,12 @@ def _load_wechatcom_kf() -> Callable[[], Any]:
     return WechatComKfChannel
 
 
+def _load_wechat_kf() -> Callable[[], Any]:
+    from channel.wechat_kf.wechat_kf_channel import WechatKfChannel
+
+    return WechatKfChannel
+
+
 def _load_terminal() -> Callable[[], Any]:
     from channel.terminal_channel import TerminalChannel
 
@@ -82,5 +88,5 @@ def _load_terminal() -> Callable[[], Any]:
 
 
 register_channel(const.WECHATCOM_KF, _load_wechatcom_kf)
-register_channel(const.WECHAT_KF, _load_wechatcom_kf)  # upstream's later name for the same channel
+register_channel(const.WECHAT_KF, _load_wechat_kf)  # upstream's later name: its keys, port and cursor file
 register_channel(const.TERMINAL, _load_terminal)

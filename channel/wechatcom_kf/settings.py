@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from .desk.config import DeskConfig
 from .desk.settings import DESK_SETTING_NAMES, DESK_SETTINGS
+from .host import safe_get
 from .setting_spec import SettingSpec, coerce_setting_value, parse_setting_value
 
 WECOM_API_BASE = "https://qyapi.weixin.qq.com/cgi-bin/"
@@ -82,6 +83,16 @@ CORE_SETTINGS: tuple[SettingSpec, ...] = (
         "pending messages, media); a relative path is resolved against the project root",
     ),
     SettingSpec(
+        "wechatcom_kf_adopt_cursor_file",
+        "",
+        str,
+        "WECHATCOM_KF_ADOPT_CURSOR_FILE",
+        "首次启动时接管的上游游标文件（{open_kfid: cursor}），避免重答历史；以 wechat_kf 加载时默认为 "
+        "~/.wechat_kf_cursors.json / an upstream cursor file ({open_kfid: cursor}) taken over on the "
+        "first start, so history is not answered again; loaded as wechat_kf: ~/.wechat_kf_cursors.json",
+        ("wechat_kf_cursor_path",),
+    ),
+    SettingSpec(
         "wechatcom_kf_skip_history_on_first_start",
         True,
         bool,
@@ -127,6 +138,16 @@ CORE_SETTINGS: tuple[SettingSpec, ...] = (
         "回调 HTTP 服务连接队列长度 / accept queue length of the callback HTTP server",
     ),
     SettingSpec(
+        "wechatcom_kf_own_dispatch",
+        True,
+        bool,
+        "WECHATCOM_KF_OWN_DISPATCH",
+        "在上游 CoW 中用渠道自己的线程处理每一轮（并发数取 max_concurrent_sessions，默认 64），而不是 CoW "
+        "的 8 线程轮询队列；本项目运行时中无影响 / inside an upstream CoW, run each turn on the channel's "
+        "own workers (max_concurrent_sessions of them, 64 by default) instead of CoW's polled 8-thread "
+        "queue; no effect in this runtime",
+    ),
+    SettingSpec(
         "wechatcom_kf_redis_url",
         "",
         str,
@@ -153,6 +174,7 @@ CORE_SETTINGS: tuple[SettingSpec, ...] = (
     ),
 )
 KF_SETTINGS: tuple[SettingSpec, ...] = CORE_SETTINGS + DESK_SETTINGS
+ALIAS_OF = {alias: spec.name for spec in KF_SETTINGS for alias in spec.aliases}
 
 
 @dataclass(frozen=True)
@@ -164,12 +186,14 @@ class KfSettings:
     wechatcom_kf_port: int
     wechatcom_kf_host: str
     wechatcom_kf_cursor_dir: str
+    wechatcom_kf_adopt_cursor_file: str
     wechatcom_kf_skip_history_on_first_start: bool
     wechatcom_kf_max_message_age_hours: float
     wechatcom_kf_merge_window_seconds: float
     wechatcom_kf_api_base: str
     wechatcom_kf_request_timeout: float
     wechatcom_kf_http_backlog: int
+    wechatcom_kf_own_dispatch: bool
     wechatcom_kf_redis_url: str
     wechatcom_kf_redis_cluster: bool
     wechatcom_kf_redis_prefix: str
@@ -192,7 +216,9 @@ class KfSettings:
 _MISSING = object()
 
 
-def _read_one(spec: SettingSpec, conf_get: Callable[[str, Any], Any], environ: Mapping[str, str]) -> Any:
+def _read_one(
+    spec: SettingSpec, conf_get: Callable[[str, Any], Any], environ: Mapping[str, str], default: Any
+) -> Any:
     env_names = [spec.env] if spec.env else []
     env_names += [alias.upper() for alias in spec.aliases]
     for env_name in env_names:
@@ -208,21 +234,37 @@ def _read_one(spec: SettingSpec, conf_get: Callable[[str, Any], Any], environ: M
                 return coerce_setting_value(value, spec.kind)
             except ValueError as exc:
                 raise ValueError(f"config key {key}: {exc}") from None
-    return spec.default
+    return default
 
 
 class _Config(Protocol):
     def get(self, key: str, default: Any = None) -> Any: ...
 
 
-def load_kf_settings(config: _Config, environ: Mapping[str, str] | None = None) -> KfSettings:
+def load_kf_settings(
+    config: _Config, environ: Mapping[str, str] | None = None, *, defaults: Mapping[str, Any] | None = None
+) -> KfSettings:
     """Read every channel setting once; raises ValueError naming the key on a malformed value.
 
     ``environ`` None: ``os.environ``, unless the host's config already applied the environment.
+    ``defaults`` replace declared defaults (upstream's ``wechat_kf`` listens on 9888 by default).
+    A host whose ``get`` raises for keys it does not know (CoW 1.x) reads as "not set".
     """
     if environ is None:
         environ = {} if getattr(config, "applies_environment", False) else os.environ
-    values = {spec.name: _read_one(spec, config.get, environ) for spec in KF_SETTINGS}
+    chosen = dict(defaults or {})
+    explicit = getattr(config, "explicit_keys", None)  # this runtime fills in declared defaults
+
+    def conf_get(key: str, default: Any) -> Any:
+        name = ALIAS_OF.get(key, key)
+        if explicit is not None and name in chosen and name not in explicit:
+            return default  # a declared default, not the user's: the name-specific one applies
+        return safe_get(config, key, default)
+
+    values = {
+        spec.name: _read_one(spec, conf_get, environ, chosen.get(spec.name, spec.default))
+        for spec in KF_SETTINGS
+    }
     core = {name: value for name, value in values.items() if name not in DESK_SETTING_NAMES}
     desk = {name: value for name, value in values.items() if name in DESK_SETTING_NAMES}
     return KfSettings(**core, desk=DeskConfig.from_values(desk))

@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from pathlib import Path
+from typing import Any, ClassVar
 
 from bridge.context import Context
 from bridge.reply import Reply, ReplyType
@@ -20,11 +21,14 @@ from channel.chat_channel import ChatChannel
 from config import conf
 
 from .edge.http_server import CallbackServer
+from .host import join_host_log, runs_in_this_runtime, safe_get, web_console_port
+from .host_workers import HostWorkers, concurrency
 from .inbound.dispatch import DELIVERY_KEY
 from .outbound.delivery import Delivery
 from .service import KfService
 from .settings import KfSettings, load_kf_settings
 from .store import CLAIM_LEASE_SECONDS
+from .store.adopt import adopt_cursor_file
 
 logger = logging.getLogger(__name__)
 
@@ -38,12 +42,18 @@ def resolve_state_dir(cursor_dir: str) -> Path:
     return path if path.is_absolute() else PROJECT_ROOT / path
 
 
-def load_checked_settings() -> KfSettings:
-    """Read the channel's settings; ValueError naming every missing required key."""
-    settings = load_kf_settings(conf())
+def load_checked_settings(defaults: dict[str, Any] | None = None) -> KfSettings:
+    """Read the channel's settings; ValueError naming every missing required key or a port clash."""
+    settings = load_kf_settings(conf(), defaults=defaults)
     missing = settings.missing_required()
     if missing:
         raise ValueError("missing required settings: " + ", ".join(missing))
+    console = web_console_port(conf())
+    if console is not None and console == settings.wechatcom_kf_port:
+        raise ValueError(
+            f"wechatcom_kf_port {console} is the port of CoW's web console (web_port, web_console on): "
+            "set wechatcom_kf_port to another port, or web_port / web_console: false"
+        )
     return settings
 
 
@@ -54,16 +64,24 @@ class WechatComKfChannel(ChatChannel):
     NOT_SUPPORT_REPLYTYPE = [ReplyType.CARD, ReplyType.INVITE_ROOM, ReplyType.MINIAPP]  # noqa: RUF012
     # How long a claim on an accepted message outlives this instance if it dies (tests shorten it).
     claim_lease_seconds: float = CLAIM_LEASE_SECONDS
+    # Defaults that differ under another name (upstream's ``wechat_kf`` listens on 9888).
+    setting_defaults: ClassVar[dict[str, Any]] = {}
 
     def __init__(self) -> None:
         super().__init__()
-        settings = load_checked_settings()
+        join_host_log(conf())
+        settings = load_checked_settings(self.setting_defaults)
         self.kf_settings = settings
         self.state_dir = resolve_state_dir(settings.wechatcom_kf_cursor_dir)
+        if settings.wechatcom_kf_adopt_cursor_file and not settings.wechatcom_kf_redis_url:
+            adopt_cursor_file(Path(settings.wechatcom_kf_adopt_cursor_file).expanduser(), self.state_dir)
+        self._host_workers: HostWorkers | None = None
+        if settings.wechatcom_kf_own_dispatch and not runs_in_this_runtime(conf()):
+            self._host_workers = HostWorkers(self._handle, concurrency(lambda k, d: safe_get(conf(), k, d)))
         self.kf = KfService(
             settings,
             compose=self._compose_context,
-            produce=self.produce,
+            produce=self._produce_turn,
             state_dir=self.state_dir,
             claim_lease_seconds=self.claim_lease_seconds,
         )
@@ -114,7 +132,14 @@ class WechatComKfChannel(ChatChannel):
             if self._kf_server is not None:
                 self._kf_server.stop()
         host_stop = getattr(super(), "stop", None)  # older CoW hosts have no ChatChannel.stop
-        self.kf.stop(STOP_TIMEOUT_SECONDS, host_stop if callable(host_stop) else lambda: None)
+
+        def stop_host() -> None:
+            if self._host_workers is not None and not self._host_workers.shutdown(STOP_TIMEOUT_SECONDS):
+                logger.warning("turns still with the bot at stop are answered after the next start")
+            if callable(host_stop):
+                host_stop()
+
+        self.kf.stop(STOP_TIMEOUT_SECONDS, stop_host)
         logger.info("wechatcom_kf channel stopped")
 
     def wait_idle(self, timeout: float) -> bool:
@@ -122,6 +147,16 @@ class WechatComKfChannel(ChatChannel):
         return self.kf.wait_idle(timeout)
 
     # --- the host's calls -------------------------------------------------------------------------
+
+    def _produce_turn(self, context: Context) -> None:
+        """Hand a turn to the host: its own queue here, the channel's workers in an upstream CoW."""
+        if self._host_workers is None:
+            self.produce(context)
+            return
+        delivery = context.get(DELIVERY_KEY)
+        key = delivery.key if isinstance(delivery, Delivery) else context.get("session_id")
+        if not self._host_workers.produce(context, key):
+            logger.info("channel stopping: a turn is answered after the next start")
 
     def _handle(self, context: Context) -> None:
         try:

@@ -24,7 +24,7 @@ from bridge.context import ContextType
 from channel.chat_message import ChatMessage
 
 from .inbound.items import CustomerMessage
-from .inbound.media import IMAGE_EXTS, MediaFetcher, download_and_save
+from .inbound.media import IMAGE_EXTS, MediaFetcher, download_and_save, voice_as_wav
 from .inbound.render import MEDIA_LABELS, field, render_body
 
 logger = logging.getLogger(__name__)
@@ -142,9 +142,9 @@ class WechatComKfMessage(ChatMessage):
             )
             self._fail_media()
             return
-        self.media_path = saved.path
+        self.media_path = voice_as_wav(saved, self._media_dir) if self.msgtype == "voice" else saved.path
         self.display_name = saved.display_name
-        self.content = str(saved.path)
+        self.content = str(self.media_path)
 
     def describe(self) -> str:
         """A one-line description of this message as an attachment of a turn (for the bot's text)."""

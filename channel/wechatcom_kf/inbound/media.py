@@ -176,6 +176,22 @@ def download_and_save(
     return SavedMedia(path=path, ext=ext, size=len(data), content_type=content_type, display_name=name)
 
 
+def voice_as_wav(saved: SavedMedia, directory: Path) -> Path:
+    """A customer's AMR voice as WAV next to it, for the host's speech-to-text (which refuses AMR and,
+    inside CoW, would convert with pydub, which CoW does not install); the AMR when that fails."""
+    if saved.ext != ".amr":
+        return saved.path
+    from ..outbound.audio import to_wav
+    from ..outbound.media import MediaProblem
+
+    try:
+        data = to_wav(str(saved.path))
+    except MediaProblem as problem:
+        logger.warning("voice %s not converted to WAV (%s); the host gets the AMR", saved.path.name, problem)
+        return saved.path
+    return write_private_file(ensure_media_dir(directory), saved.path.stem + ".wav", data)
+
+
 def prune_media(media_dir: Path, max_age_seconds: float, now: float | None = None) -> int:
     """Delete regular files in ``media_dir`` older than ``max_age_seconds``; returns how many."""
     if not media_dir.is_dir():

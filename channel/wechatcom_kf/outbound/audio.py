@@ -72,6 +72,15 @@ def decode_pcm(path: str, max_seconds: float) -> bytes:
     return _run(args, None, "decode")
 
 
+def to_wav(path: str, max_seconds: float = VOICE_MAX_SECONDS) -> bytes:
+    """``path`` as a 16 kHz mono 16-bit WAV, what speech-to-text services accept (AMR they do not)."""
+    ffmpeg = amr_ffmpeg()
+    if ffmpeg is None:
+        raise MediaProblem("no ffmpeg available")
+    wav_out = ["-vn", "-ac", "1", "-ar", "16000", "-acodec", "pcm_s16le", "-f", "wav", "pipe:1"]
+    return _run([ffmpeg, *_QUIET, "-i", path, "-t", f"{max_seconds:.3f}", *wav_out], None, "decode")
+
+
 def encode_amr(pcm: bytes) -> bytes:
     """8 kHz mono s16le PCM → an AMR-NB file (12.2 kbit/s)."""
     ffmpeg = amr_ffmpeg()
