@@ -4,7 +4,7 @@
         [--python /path/to/cow/venv/bin/python] [--as-wechat-kf]
 
 Run it from this repo's root with this repo's Python. It imports nothing from the host: the host's
-files are read as text (``install_support/tree_edits.py``) and the host's interpreter is only asked, in
+files are read as text (``install_support/cow_tree.py``) and the host's interpreter is only asked, in
 a subprocess, for its version and its installed packages (``install_support/packages.py``).
 
 1. copy ``channel/wechatcom_kf/`` to ``<cow>/channel/wechatcom_kf/`` (without ``__pycache__`` and
@@ -33,8 +33,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from . import install_support as te
 from .install_support import packages as pk
-from .install_support import tree_edits as te
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_DIR.parents[1]

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from channel.wechatcom_kf import install
+from channel.wechatcom_kf import install_support as te
 from channel.wechatcom_kf.install_support import packages as pk
-from channel.wechatcom_kf.install_support import tree_edits as te
 
 REPO = Path(__file__).resolve().parents[3]
 
