@@ -37,6 +37,8 @@ class Bridge:
     def _setup(self) -> None:
         self._lock = threading.Lock()
         self.bots: dict[str, Any] = {}
+        # CoW's extra chat bots by bot type (``find_chat_bot``); godcmd's #reset clears their sessions too.
+        self.chat_bots: dict[str, Any] = {}
         self.btype: dict[str, str] = {}
         self._resolve_types()
 
@@ -53,7 +55,16 @@ class Bridge:
         """Forget every bot and read the bot types from the configuration again (tests, reloads)."""
         with self._lock:
             self.bots.clear()
+            self.chat_bots.clear()
             self._resolve_types()
+
+    def reset_bot(self) -> None:
+        """CoW's name for ``reset``: godcmd's ``#model <name>`` sets ``conf()["model"]`` and calls it.
+
+        The next request creates the bot again from the configuration, so the new model is used from
+        then on; as in CoW, the old bot's conversation memory goes with it (every customer starts afresh).
+        """
+        self.reset()
 
     def set_bot(self, bot: Any, typename: str = CHAT) -> None:
         """Use ``bot`` for ``typename`` instead of creating one from the configuration."""
@@ -69,6 +80,17 @@ class Bridge:
             if bot is None:
                 bot = self._create(typename)
                 self.bots[typename] = bot
+            return bot
+
+    def find_chat_bot(self, bot_type: str) -> Any:
+        """CoW's extra chat bot of ``bot_type`` (created on first use, kept in ``chat_bots``)."""
+        with self._lock:
+            bot = self.chat_bots.get(bot_type)
+            if bot is None:
+                from models.bot_factory import create_bot
+
+                bot = create_bot(bot_type)
+                self.chat_bots[bot_type] = bot
             return bot
 
     def _create(self, typename: str) -> Any:

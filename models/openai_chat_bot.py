@@ -17,12 +17,13 @@ from bridge.context import Context, ContextType
 from bridge.reply import Reply, ReplyType
 from models.bot import Bot
 from models.openai_http import OpenAIHttpClient, OpenAIRequestError, chinese_error_message
-from models.session_memory import SessionMemory
+from models.session_memory import CowSessions, SessionMemory
 
 logger = logging.getLogger(__name__)
 
-RESET_COMMANDS = frozenset({"#清除记忆", "#reset", "#清除"})
-RESET_ALL_COMMANDS = frozenset({"#清除所有", "#reset_all"})
+# CoW's "#清除所有" / "#reset_all" clear everyone's memory; here every user may be an outside customer,
+# so they clear only the asker's. Clearing all is an operator's action (godcmd's #resetall, admin only).
+RESET_COMMANDS = frozenset({"#清除记忆", "#reset", "#清除", "#清除所有", "#reset_all"})
 DEFAULT_SESSION = "default"
 MAX_IMAGE_BYTES = 10 * 1024 * 1024  # bigger images are skipped rather than blowing up the request
 
@@ -64,6 +65,7 @@ class OpenAIChatBot(Bot):
             max_sessions=max_sessions,
             clock=clock,
         )
+        self.sessions = CowSessions(self.memory)  # CoW's name: godcmd's #reset and #resetall use it
 
     def reply(self, query: str, context: Context | None = None) -> Reply:
         ctype = context.type if context is not None else ContextType.TEXT
@@ -74,9 +76,6 @@ class OpenAIChatBot(Bot):
         if query in RESET_COMMANDS:
             self.memory.clear(session_id)
             return Reply(ReplyType.INFO, "记忆已清除。")
-        if query in RESET_ALL_COMMANDS:
-            self.memory.clear_all()
-            return Reply(ReplyType.INFO, "所有人的记忆已清除。")
         image_paths = _image_paths(context)
         if not query and not image_paths:
             return Reply(ReplyType.TEXT, "你好像什么都没说，请问有什么可以帮您？")

@@ -100,6 +100,23 @@ class SessionMemory:
             del self._sessions[oldest_id]
 
 
+class CowSessions:
+    """The part of CoW's ``SessionManager`` that upstream plugins call, over a ``SessionMemory``.
+
+    godcmd's ``#reset`` calls ``bot.sessions.clear_session(session_id)`` and ``#resetall`` calls
+    ``bot.sessions.clear_all_session()`` (CoW 1.7.6 to CowAgent 2.1.7 alike).
+    """
+
+    def __init__(self, memory: SessionMemory) -> None:
+        self.memory = memory
+
+    def clear_session(self, session_id: object) -> None:
+        self.memory.clear(str(session_id))
+
+    def clear_all_session(self) -> None:
+        self.memory.clear_all()
+
+
 def _trim(turns: list[Turn], max_turns: int, max_chars: int) -> None:
     while len(turns) > max_turns:
         turns.pop(0)

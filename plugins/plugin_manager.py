@@ -14,6 +14,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
+from bridge.reply import Reply, ReplyType
 from common.utils import atomic_write_text
 from config import write_plugin_config
 from plugins.event import Event, EventAction, EventContext
@@ -22,6 +23,8 @@ from plugins.plugin import Plugin
 logger = logging.getLogger(__name__)
 
 DEFAULT_PLUGINS_DIR = os.path.dirname(os.path.abspath(__file__))
+# What the customer gets instead of a reply a plugin failed to produce, decorate or send.
+PLUGIN_FAILURE_TEXT = "抱歉，暂时无法处理您的消息，请稍后再试。"
 
 
 class PluginManager:
@@ -203,7 +206,12 @@ class PluginManager:
 
     # -- events ----------------------------------------------------------------------------------
     def emit_event(self, e_context: EventContext, *args: Any, **kwargs: Any) -> EventContext:
-        """Call each enabled listener, highest priority first, until one sets BREAK or BREAK_PASS."""
+        """Call each enabled listener, highest priority first, until one sets BREAK or BREAK_PASS.
+
+        A listener that raises ends the event (see ``_fail_closed``): upstream CoW lets the exception
+        escape, so the customer's turn ends without a reply; here it is logged and the turn ends the
+        same way, with a short apology where one can be sent.
+        """
         for name in list(self.listening_plugins.get(e_context.event, ())):
             if e_context.action != EventAction.CONTINUE:
                 break
@@ -215,8 +223,9 @@ class PluginManager:
             try:
                 instance.handlers[e_context.event](e_context, *args, **kwargs)
             except Exception:
-                # One faulty plugin must not silence the customer: log and go on with the next.
                 logger.exception("plugin %s failed on %s", plugincls.name, e_context.event.name)
+                _fail_closed(e_context, name)
+                break
             if e_context.is_break():
                 e_context["breaked_by"] = name  # as CoW: the (upper-case) name of the plugin that stopped it
                 logger.debug("plugin %s broke %s", plugincls.name, e_context.event.name)
@@ -273,3 +282,28 @@ class PluginManager:
 
     def list_plugins(self) -> dict[str, type[Plugin]]:
         return self.plugins
+
+
+def _fail_closed(e_context: EventContext, name: str) -> None:
+    """End an event whose plugin raised, so that what it was working on goes no further unchecked.
+
+    The plugin may have been a command (godcmd's ``#reset``, ``#auth <password>``), a filter or a
+    gate: going on as if it had not been there would send the command to the model as a question (and
+    into the customer's memory), or a reply it should have vetted to the customer. So:
+
+    - ON_RECEIVE_MESSAGE: the message is ignored (the customer gets nothing);
+    - ON_HANDLE_CONTEXT: the model is not asked; the customer gets ``PLUGIN_FAILURE_TEXT``;
+    - ON_DECORATE_REPLY, ON_SEND_REPLY: ``PLUGIN_FAILURE_TEXT`` is sent instead of the reply.
+
+    Later plugins do not run for this event; ``e_context["failed_by"]`` (like ``"breaked_by"``) is the
+    upper-case name of the plugin that raised.
+    """
+    e_context["failed_by"] = name
+    if e_context.event == Event.ON_RECEIVE_MESSAGE:
+        e_context["context"] = None
+        e_context.action = EventAction.BREAK_PASS
+        return
+    e_context["reply"] = Reply(ReplyType.ERROR, PLUGIN_FAILURE_TEXT)
+    # BREAK_PASS skips the bot; after the bot, BREAK keeps the channel's own decoration and sending.
+    handled = e_context.event == Event.ON_HANDLE_CONTEXT
+    e_context.action = EventAction.BREAK_PASS if handled else EventAction.BREAK

@@ -68,6 +68,32 @@ def test_reset_forgets_registered_bots():
     assert CHAT not in Bridge().bots
 
 
+def test_reset_bot_rereads_the_configuration_like_cow(tmp_path):
+    # godcmd's "#model <name>": conf()["model"] = name, then Bridge().reset_bot().
+    load(tmp_path, open_ai_api_key="sk-x", model="m-1")
+    first = Bridge().get_bot(CHAT)
+    assert first.model == "m-1"
+    extra = Bridge().find_chat_bot("openai")
+    assert Bridge().find_chat_bot("openai") is extra
+    assert Bridge().chat_bots == {"openai": extra}
+    config.conf()["model"] = "gpt-4o"
+    Bridge().reset_bot()
+    assert Bridge().chat_bots == {}
+    second = Bridge().get_bot(CHAT)
+    assert second is not first
+    assert second.model == "gpt-4o"
+    config.conf()["bot_type"] = "echo"
+    Bridge().reset_bot()
+    assert Bridge().get_bot_type(CHAT) == "echo"
+
+
+def test_find_chat_bot_refuses_a_bot_type_this_runtime_lacks(tmp_path):
+    load(tmp_path, open_ai_api_key="sk-x")
+    with pytest.raises(ValueError, match="unknown bot_type 'linkai'"):
+        Bridge().find_chat_bot("linkai")
+    assert Bridge().chat_bots == {}
+
+
 def test_voice_routes_to_the_voice_provider():
     Bridge().set_bot(StubVoice(), VOICE_TO_TEXT)
     Bridge().set_bot(StubVoice(), TEXT_TO_VOICE)

@@ -100,6 +100,23 @@ def test_reset_command_clears_memory(fake):
     assert len(fake.requests) == 2  # the command itself never reached the model
 
 
+def test_cow_sessions_clear_one_customer_or_all(fake):
+    # What upstream plugins call: godcmd's #reset and #resetall (dungeon's clear_session too).
+    bot = make_bot(fake.base_url)
+    for session in ("alice", "bob"):
+        bot.reply("q", ctx("q", session))
+    bot.sessions.clear_session("alice")
+    bot.reply("again", ctx("again", "alice"))
+    assert user_texts(fake.requests[-1]) == ["again"]
+    bot.reply("again", ctx("again", "bob"))
+    assert user_texts(fake.requests[-1]) == ["q", "again"]
+    bot.sessions.clear_session("nobody")  # unknown session: nothing to do, no error
+    bot.sessions.clear_all_session()
+    assert len(bot.memory) == 0
+    bot.reply("fresh", ctx("fresh", "bob"))
+    assert user_texts(fake.requests[-1]) == ["fresh"]
+
+
 def test_retries_429_then_succeeds(fake):
     fake.fail_next(2, 429)
     reply = make_bot(fake.base_url, max_attempts=3).reply("你好", ctx("你好"))

@@ -5,7 +5,13 @@ import textwrap
 import pytest
 
 import config
-from plugins import Event, EventAction, EventContext, PluginManager
+from bridge.bridge import Bridge
+from bridge.context import ContextType
+from bridge.reply import Reply, ReplyType
+from channel.chat_channel import ChatChannel
+from channel.chat_message import ChatMessage
+from plugins import Event, EventAction, EventContext, Plugin, PluginManager
+from plugins.plugin_manager import PLUGIN_FAILURE_TEXT
 
 PLUGIN = """
 import plugins
@@ -130,12 +136,86 @@ def test_broken_plugin_is_reported_once_and_skipped(plugin_dir, caplog):
     assert "broken" in manager.failed
 
 
-def test_a_plugin_raising_in_a_handler_does_not_stop_the_others(plugin_dir):
+def test_a_plugin_raising_in_a_handler_ends_the_event_with_an_apology(plugin_dir, caplog):
+    make_plugin(plugin_dir, "Before", priority=3)
     make_plugin(plugin_dir, "Raiser", priority=2, action="raise RuntimeError('x')")
     make_plugin(plugin_dir, "After", priority=1)
     manager = PluginManager.reset(str(plugin_dir))
     manager.load_plugins()
-    assert emit(manager)["trace"] == ["Raiser", "After"]
+    with caplog.at_level(logging.ERROR, logger="plugins.plugin_manager"):
+        e_context = emit(manager)
+    assert e_context["trace"] == ["Before", "Raiser"]  # the plugins after it do not run
+    assert e_context.action == EventAction.BREAK_PASS  # and neither does the bot
+    assert (e_context["reply"].type, e_context["reply"].content) == (ReplyType.ERROR, PLUGIN_FAILURE_TEXT)
+    assert e_context["failed_by"] == "RAISER"
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [r.exc_info is not None for r in errors] == [True]  # logged once, with its traceback
+
+
+class _Msg(ChatMessage):
+    def __init__(self, user, content):
+        super().__init__(None)
+        self.other_user_id = self.from_user_id = user
+        self.content = content
+        self.ctype = ContextType.TEXT
+
+
+class _Channel(ChatChannel):
+    def __init__(self):
+        super().__init__()
+        self.sent = []
+
+    def send(self, reply, context):
+        self.sent.append((reply.type, reply.content))
+
+
+class _Bot:
+    def __init__(self):
+        self.queries = []
+
+    def reply(self, query, context):
+        self.queries.append(query)
+        return Reply(ReplyType.TEXT, f"bot:{query}")
+
+
+@pytest.mark.parametrize(
+    ("event", "asked", "sent"),
+    [
+        (Event.ON_RECEIVE_MESSAGE, [], []),
+        (Event.ON_HANDLE_CONTEXT, [], [(ReplyType.ERROR, f"[ERROR]\n{PLUGIN_FAILURE_TEXT}")]),
+        (Event.ON_DECORATE_REPLY, ["#cmd"], [(ReplyType.ERROR, f"[ERROR]\n{PLUGIN_FAILURE_TEXT}")]),
+        (Event.ON_SEND_REPLY, ["#cmd"], [(ReplyType.ERROR, PLUGIN_FAILURE_TEXT)]),
+    ],
+)
+def test_through_the_channel_a_raising_plugin_lets_nothing_unchecked_through(plugin_dir, event, asked, sent):
+    saved = config.config
+    path = plugin_dir / "host-config.json"
+    path.write_text("{}", encoding="utf-8")
+    config.load_config(str(path), environ={})
+    Bridge._drop_instance()
+    try:
+        manager = PluginManager.reset(str(plugin_dir))
+
+        def boom(e_context):
+            raise KeyError("no_such_name")
+
+        class Raiser(Plugin):
+            def __init__(self):
+                super().__init__()
+                self.handlers = {event: boom}
+
+        manager.register(name="Raiser", desire_priority=1)(Raiser)
+        manager.activate_plugins()
+        bot = _Bot()
+        Bridge().set_bot(bot)
+        channel = _Channel()
+        context = channel._compose_context(ContextType.TEXT, "#cmd", msg=_Msg("cust", "#cmd"))
+        if context is not None:
+            channel._handle(context)
+        assert (bot.queries, channel.sent) == (asked, sent)
+    finally:
+        Bridge._drop_instance()
+        config.config = saved
 
 
 def test_plugin_config_global_file_wins_over_folder_file(plugin_dir):
