@@ -62,6 +62,11 @@ class _Job:
     failures: int = 0
     notice_sent: bool = False
     duplicates: int = 0
+    done: bool = False  # sent, refused for good, or out of WeCom's window
+
+    @property
+    def unsent(self) -> int:
+        return 0 if self.done else len(self.parts) - len(self.accepted)
 
 
 class Deliveries:
@@ -159,6 +164,7 @@ class Deliveries:
                 logger.warning("reply to %s/%s not sent: WeCom's 48 h send window has closed", *key)
             with self._lock:
                 queue.popleft()
+            job.done = True
             job.delivery.job_done()
 
     def _within_window(self, job: _Job) -> bool:
@@ -205,6 +211,7 @@ class Deliveries:
             job.duplicates += 1
         if accepted is not Accepted.SKIPPED:
             self.ledger.consume(job.delivery.key, 1)  # a duplicate too: WeCom counted the original
+            job.delivery.count_send()
         if job.saved and len(job.accepted) < len(job.parts):
             texts = [str(p.body.get("content", "")) for p in job.parts]
             self.plans.save(job.base, SavedPlan(texts, set(job.accepted)))
@@ -248,6 +255,8 @@ class Delivery:
         self._finished = False
         self._plan_bases: list[str] = []
         self._actions: list[Callable[[Delivery], None]] = []
+        self._jobs: list[_Job] = []
+        self.own_sends = 0  # sends of this turn WeCom counted (the budget is shared across sends)
 
     def send(self, reply: Reply) -> None:
         """Plan ``reply`` within the budget and send it (or queue it behind this customer's retries)."""
@@ -259,7 +268,7 @@ class Delivery:
             self._sends += 1
             self._open_jobs += 1
         service = self._service
-        allowance = service.ledger.allowance_for(self.key, self.msgids)
+        allowance = self._allowance()
         parts = plan_reply(
             reply, allowance, http_timeout=service.http_timeout, limits=service.limits, texts=service.texts
         )
@@ -269,11 +278,27 @@ class Delivery:
         # A plugin may send more than once per turn: later sends get their own msgid range. Only the
         # first is resumable (a re-handled turn looks its plan up by the turn's last msgid).
         job = _Job(self, self.base if number == 0 else f"{self.base}/{number}", parts)
+        with self._lock:
+            self._jobs.append(job)
         texts = savable_texts(parts) if number == 0 else None
         if texts is not None and service.plans.save(job.base, SavedPlan(texts)):
             job.saved = True
             self._plan_bases.append(job.base)
         service.submit(job)
+
+    def _allowance(self) -> int:
+        """What a new reply of this turn may use: the ledger's room minus what earlier replies of the
+        turn still have to send (CoW sends a reply's text, media and extra replies separately)."""
+        with self._lock:
+            pending = sum(job.unsent for job in self._jobs)
+            own = self.own_sends
+        ledger = self._service.ledger
+        allowance = ledger.allowance_for(self.key, self.msgids, own, first=own + pending == 0)
+        return max(0, allowance - pending)
+
+    def count_send(self) -> None:
+        with self._lock:
+            self.own_sends += 1
 
     def resume(self) -> None:
         """Send what an earlier run planned and WeCom did not accept, without asking the bot again."""

@@ -7,7 +7,8 @@ import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
+from urllib.request import url2pathname
 
 import requests
 
@@ -36,6 +37,18 @@ class MediaProblem(Exception):
         self.reason = reason
         self.too_big = too_big
         self.link = ""  # a URL the customer can open instead (a video too big to send)
+
+
+def local_path(content: Any) -> str:
+    """The local file a reply points at: a path, or a ``file://`` URL (CoW 2.x sends the images and
+    videos it finds in a bot's text as ``file://`` URLs); "" for anything else."""
+    if isinstance(content, os.PathLike):
+        return os.fspath(content)
+    if not isinstance(content, str):
+        return ""
+    if content.startswith("file://"):
+        return url2pathname(unquote(urlsplit(content).path))
+    return "" if content.startswith(("http://", "https://")) else content
 
 
 def url_host(url: str) -> str:

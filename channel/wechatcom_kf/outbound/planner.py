@@ -17,7 +17,7 @@ from bridge.reply import Reply, ReplyType
 from ..desk.texts import CustomerTexts
 from . import audio, images, video_files
 from .markdown import markdown_to_plain
-from .media import MB, MediaProblem, MediaUpload, download, read_path, read_stream
+from .media import MB, MediaProblem, MediaUpload, download, local_path, read_path, read_stream
 from .text import split_text
 
 logger = logging.getLogger(__name__)
@@ -74,6 +74,8 @@ def _text_parts(content: Any, plan: _Plan) -> list[OutboundPart]:
 
 def _image_source(content: Any, plan: _Plan, from_url: bool) -> bytes:
     cap = plan.limits.image_source_bytes
+    if isinstance(content, str) and content.startswith("file://"):
+        return read_path(local_path(content), max_bytes=cap)
     if from_url or (isinstance(content, str) and content.startswith(("http://", "https://"))):
         cap = min(cap, plan.max_download_bytes)
         return download(str(content), max_bytes=cap, timeout=plan.http_timeout)
@@ -95,7 +97,7 @@ def _image_parts(content: Any, plan: _Plan, from_url: bool) -> list[OutboundPart
 
 
 def _voice_parts(content: Any, plan: _Plan) -> list[OutboundPart]:
-    path = os.fspath(content) if isinstance(content, str | os.PathLike) else ""
+    path = local_path(content)
     if not path or not os.path.isfile(path):
         raise MediaProblem("voice reply is not a local file")
     limits = plan.limits
@@ -117,13 +119,15 @@ def _voice_parts(content: Any, plan: _Plan) -> list[OutboundPart]:
 
 def _video_parts(content: Any, plan: _Plan, from_url: bool) -> list[OutboundPart]:
     cap = plan.limits.video_bytes
+    if from_url and str(content).startswith("file://"):
+        from_url = False  # a local video CoW found in the bot's text
     url = str(content) if from_url else ""
     try:
         if from_url:
             data = download(url, max_bytes=min(cap, plan.max_download_bytes), timeout=plan.http_timeout)
             filename = os.path.basename(url.split("?", 1)[0]) or "video.mp4"
         else:
-            path = os.fspath(content) if isinstance(content, str | os.PathLike) else ""
+            path = local_path(content)
             data = read_path(path, max_bytes=cap)
             filename = os.path.basename(path)
         return [OutboundPart("video", {}, video_files.prepare_video(data, filename=filename, max_bytes=cap))]
@@ -134,7 +138,7 @@ def _video_parts(content: Any, plan: _Plan, from_url: bool) -> list[OutboundPart
 
 
 def _file_parts(content: Any, plan: _Plan) -> list[OutboundPart]:
-    path = os.fspath(content) if isinstance(content, str | os.PathLike) else ""
+    path = local_path(content)
     cap = plan.limits.file_bytes
     data = read_path(path, max_bytes=cap)
     return [OutboundPart("file", {}, video_files.prepare_file(path, data, max_bytes=cap))]

@@ -71,14 +71,20 @@ class BudgetLedger:
         customer = self._customers.get(key)
         return None if customer is None else customer.latest_message_time
 
-    def allowance_for(self, key: CustomerKey, msgids: Iterable[str]) -> int:
-        """Sends the turn answering ``msgids`` may use now (0 = none left)."""
+    def allowance_for(
+        self, key: CustomerKey, msgids: Iterable[str], own_sends: int = 0, *, first: bool = True
+    ) -> int:
+        """Sends the turn answering ``msgids`` may use now (0 = none left). ``own_sends`` of the
+        recorded sends are the turn's own (certainly after its message, whenever they were made);
+        ``first``: nothing of the turn was sent or planned yet (it always gets its one answer)."""
         turn = set(msgids)
         with self._lock:
             customer = self._customers.get(key)
             if customer is None:
                 return self._per_message
             certain, maybe = self._sends_since_latest(customer)
+            own = min(max(0, own_sends), maybe)
+            certain, maybe = certain + own, maybe - own
             waiting = list(customer.waiting)
             positions = [i for i, mid in enumerate(waiting) if mid in turn]
             last = max(positions) if positions else -1
@@ -94,8 +100,8 @@ class BudgetLedger:
                 )
                 return 0
             # Sends in the same second as the message may or may not count at WeCom: they limit
-            # extra parts, never the one send that answers the message.
-            return max(1, room - maybe)
+            # extra parts, never the one send that answers the message (the turn's first).
+            return max(1 if first else 0, room - maybe)
 
     def consume(self, key: CustomerKey, count: int) -> None:
         """Record ``count`` sends (including ones refused as duplicates) made just now."""

@@ -118,3 +118,16 @@ def test_unexpected_content_never_raises():
         for content in (None, 12345, object()):
             parts = plan_reply(Reply(kind, content), budget=2)
             assert len(parts) <= 2
+
+
+def test_a_file_url_is_read_as_a_local_file(tmp_path):
+    """CoW 2.x sends the images it finds in a bot's text as IMAGE_URL "file:///..." replies."""
+    from PIL import Image
+
+    path = tmp_path / "商品 图.png"
+    Image.new("RGB", (40, 30), "red").save(path)
+    uri = path.as_uri()
+    parts = plan_reply(Reply(ReplyType.IMAGE_URL, uri), budget=5)
+    assert [p.msgtype for p in parts] == ["image"]
+    missing = plan_reply(Reply(ReplyType.FILE, (tmp_path / "none.pdf").as_uri()), budget=5)
+    assert [p.msgtype for p in missing] == ["text"]

@@ -162,3 +162,15 @@ def test_the_waiting_list_of_one_customer_is_bounded():
     customer = ledger._customers.get(A)
     assert customer is not None and len(customer.waiting) == MAX_WAITING
     assert "m0" not in customer.waiting
+
+
+def test_a_turns_own_sends_in_the_messages_second_count_for_its_later_replies():
+    now = [1000.2]
+    ledger = BudgetLedger(clock=lambda: now[0])
+    key = ("wk", "wm")
+    ledger.note_message(key, "m1", 1000.0)
+    ledger.consume(key, 5)  # the same second as the message: WeCom may or may not count them
+    assert ledger.allowance_for(key, ["m1"]) == 1  # a first reply always gets its one send
+    # The turn's own five certainly count: a sixth reply of the same turn gets nothing.
+    assert ledger.allowance_for(key, ["m1"], 5, first=False) == 0
+    assert ledger.allowance_for(key, ["m1"], 3, first=False) == 0  # 3 certain + 2 that may count

@@ -1,0 +1,3 @@
+"""Channel type names (upstream ``common/const.py``)."""
+
+WECHAT_KF = "wechat_kf"
