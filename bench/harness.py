@@ -83,6 +83,8 @@ class Options:
     memory_customers: int = 10000
     memory_expiry_seconds: int = 5  # expires_in_seconds is an int setting
     crypto_seconds: float = 3.0
+    cow_customers: int = 200
+    cow_versions: tuple[str, ...] = ("1.7", "2.0", "2.1")
     duration: float = 600.0
     profile_dir: str | None = field(default_factory=lambda: os.environ.get(PROFILE_ENV) or None)
 
@@ -100,6 +102,8 @@ class Options:
             memory_customers=100,
             memory_expiry_seconds=1,
             crypto_seconds=0.3,
+            cow_customers=10,
+            cow_versions=("2.1",),
             duration=30.0,
         )
 

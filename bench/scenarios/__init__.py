@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from . import ack, burst, crypto, memory, restart, throughput
+from . import ack, burst, cowhost, crypto, memory, restart, throughput
 
-SCENARIOS = {module.NAME: module for module in (ack, burst, throughput, crypto, memory, restart)}
+SCENARIOS = {module.NAME: module for module in (ack, burst, throughput, crypto, memory, restart, cowhost)}
 
 __all__ = ["SCENARIOS"]

@@ -17,6 +17,7 @@ EXPECTED_KEYS = {
     "crypto": {"via", "ops", "ops_per_s", "failures"},
     "memory": {"messages", "rss_start_mb", "rss_before_mb", "rss_after_mb", "rss_after_idle_mb", "growth_mb"},
     "restart": {"cold", "warm"},
+    "cowhost": {"customers", "bot_latency_s", "runtime_s", "hosts"},
 }
 BURST_RUN_KEYS = {
     "concurrency",
