@@ -282,3 +282,35 @@ def test_a_receptionist_refused_by_wecom_falls_back_to_the_queue(emu, runner):
     _settle(channel, emu, 1, user)
     assert emu.service_state(kf, user) == 2
     assert _texts(emu, user) == [("send_msg_on_event", DEFAULT.queue)]
+
+
+def _bomb_png(side: int = 20000) -> bytes:
+    """A tiny PNG whose header claims side x side pixels (a decompression bomb)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0)
+    rows = zlib.compress(b"\x00" * (side + 1) * 16)  # only a few rows: the rest is missing
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+
+
+def test_corrupt_truncated_and_bomb_images_never_reach_the_model(emu, runner):
+    from tests.media_samples import tiny_png
+
+    kf, bot = emu.default_kfid, CountingBot()
+    channel = runner.start(bot=bot, vision_input=True, wechatcom_kf_merge_window_seconds=0.2)
+    good = tiny_png(40, 30)
+    bad = {"坏图": b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, "半张": good[: len(good) // 2], "炸弹": _bomb_png()}
+    for name, data in bad.items():
+        user = emu.add_customer(name)
+        emu.customer_media(kf, user, "image", data, filename="x.png", wait=True)
+        _settle(channel, emu, 1, user)
+        assert _texts(emu, user) == [("send_msg", DEFAULT.media_unreadable_for("image"))], name
+    assert bot.calls == []
+    user = emu.add_customer("好图")
+    emu.customer_media(kf, user, "image", good, filename="ok.png", wait=True)
+    _settle(channel, emu, 1, user)
+    assert len(bot.calls) == 1 and bot.calls[0][1] is not None and bot.calls[0][1].get("image_paths")

@@ -62,7 +62,12 @@ class FrontDesk:
     # --- before the bot ---------------------------------------------------------------------------
 
     def admit(self, turn: Turn, delivery: Delivery) -> dict[str, Any] | None:
-        """Context kwargs for the bot's turn, or None when the desk answered it (the caller closes)."""
+        """Context kwargs for the bot's turn, or None when the desk answered it (the caller closes).
+        Runs after the turn's media was fetched."""
+        if all(message.media_failed for message in turn.messages):
+            # Nothing a model could read (corrupt, a decompression bomb, not downloadable).
+            delivery.send(Reply(ReplyType.TEXT, self.texts.media_unreadable_for(turn.last.msgtype)))
+            return None
         if self._asks_for_human(turn):
             self.hand_off(delivery, "customer asked")
             return None

@@ -65,6 +65,13 @@ _TEXTS: tuple[_Text, ...] = (
         "未配置语音识别时回复语音消息 / answer to a voice message when no speech-to-text is configured",
     ),
     _Text(
+        "media_unreadable",
+        "抱歉，没能读取您发送的{kind}，请重新发送，或用文字描述您的问题。",
+        "客户发来的图片/语音/视频/文件损坏、无法下载或无法识别时（不调用模型）/ the customer's media was "
+        "corrupt, undownloadable or unreadable (the model is not asked)",
+        ("kind",),
+    ),
+    _Text(
         "media_failed",
         "{kind}发送失败，请稍后再试。",
         "回复中的图片/语音/视频/文件无法发送时（{kind} = 图片、语音、视频、文件）/ a reply's media could "
@@ -124,6 +131,7 @@ class CustomerTexts:
     off_hours: str = _DEFAULTS["off_hours"]
     model_error: str = _DEFAULTS["model_error"]
     voice_not_configured: str = _DEFAULTS["voice_not_configured"]
+    media_unreadable: str = _DEFAULTS["media_unreadable"]
     media_failed: str = _DEFAULTS["media_failed"]
     media_too_big: str = _DEFAULTS["media_too_big"]
     video_link: str = _DEFAULTS["video_link"]
@@ -143,6 +151,9 @@ class CustomerTexts:
             _check_template(text, value)
             chosen[text.field] = value
         return cls(**chosen)
+
+    def media_unreadable_for(self, kind: str) -> str:
+        return self.media_unreadable.format(kind=media_label(kind))
 
     def media_failed_for(self, kind: str) -> str:
         return self.media_failed.format(kind=media_label(kind))

@@ -63,10 +63,10 @@ class TurnDispatcher:
     def _context(self, turn: Turn, delivery: Delivery) -> Context | None:
         """The context for the bot, or None when nobody asks the bot (the desk answered, or failed)."""
         try:
+            turn.prepare()  # first: the desk answers a turn of unreadable media itself
             desk_kwargs = self._admit(turn, delivery)
             if desk_kwargs is None:
                 return None
-            turn.prepare()
             ctype, content, kwargs = turn.to_context_args()
             extra: dict[str, Any] = {"msg": turn.last, "isgroup": False, **kwargs, **desk_kwargs}
             return self._compose(ctype, content, **extra)

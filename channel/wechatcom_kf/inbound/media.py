@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 
 MB = 1024 * 1024
 # WeCom's documented size limits of media a customer can send; bigger items arrive as a text notice.
+MAX_IMAGE_PIXELS = 50_000_000  # a 2 MB image over this is a decompression bomb, not a photo
 MEDIA_LIMITS: dict[str, int] = {"image": 2 * MB, "voice": 2 * MB, "video": 10 * MB, "file": 20 * MB}
 
 IMAGE_EXTS = frozenset({".jpg", ".png", ".gif", ".webp", ".bmp"})
@@ -128,6 +129,17 @@ def sanitize_display_name(name: Any, limit: int = 120) -> str:
     return base[:limit]
 
 
+def _check_image(data: bytes) -> None:
+    """A customer's image must decode completely within MAX_IMAGE_PIXELS before a model sees it."""
+    from ..outbound.images import check_image
+    from ..outbound.media import MediaProblem
+
+    try:
+        check_image(data, MAX_IMAGE_PIXELS)
+    except MediaProblem as problem:
+        raise MediaSaveError(f"unreadable image: {problem.reason}") from None
+
+
 def media_filename(msgid: str, ext: str) -> str:
     """Our name for a message's media: never derived from anything but the msgid's hash."""
     return hashlib.sha256(msgid.encode("utf-8")).hexdigest()[:16] + ext
@@ -169,6 +181,8 @@ def download_and_save(
         if kind != "file":
             raise MediaSaveError(f"content is not a supported {kind} format")
         ext = ".bin"
+    if kind == "image":
+        _check_image(data)
     directory = ensure_media_dir(media_dir)
     path = write_private_file(directory, media_filename(msgid, ext), data)
     name = sanitize_display_name(getattr(downloaded, "filename", None))

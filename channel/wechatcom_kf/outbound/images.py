@@ -21,18 +21,31 @@ _RESIZE_QUALITY = 75
 _EXIF_ORIENTATION = 0x0112
 
 
-def _open(data: bytes) -> Image.Image:
-    """Decode fully, honouring Image.MAX_IMAGE_PIXELS (a bomb is refused, not just warned about)."""
+def _open(data: bytes, max_pixels: int | None = None) -> Image.Image:
+    """Decode fully, honouring Image.MAX_IMAGE_PIXELS (a bomb is refused, not just warned about) and
+    ``max_pixels`` (checked from the header, before anything is decoded)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
+            width, height = img.size
+            if max_pixels is not None and width * height > max_pixels:
+                raise MediaProblem(f"{width}x{height} pixels > {max_pixels}", too_big=True)
             img.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise MediaProblem(f"decompression bomb refused: {exc}", too_big=True) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
         raise MediaProblem(f"undecodable image: {type(exc).__name__}") from None
     return img
+
+
+def check_image(data: bytes, max_pixels: int) -> tuple[int, int]:
+    """Decode ``data`` completely within ``max_pixels``: its size, or MediaProblem (corrupt, truncated,
+    a decompression bomb). A customer's image is checked so before it is stored or shown to a model."""
+    img = _open(data, max_pixels)
+    size = img.size
+    img.close()
+    return size
 
 
 def _has_alpha(img: Image.Image) -> bool:

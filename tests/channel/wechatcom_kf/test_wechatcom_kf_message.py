@@ -26,10 +26,12 @@ from channel.wechatcom_kf.inbound.items import (
     parse_item,
 )
 from channel.wechatcom_kf.wechatcom_kf_message import WechatComKfMessage, session_key
+from tests.media_samples import tiny_png
 
 KFID = "wkAJ2GCAAAZSfhHCt7IFSvLKtMPxyJTw"
 USER = "wmAJ2GCAAAme1XQRC-NI-q0_ZM9ukoAw"
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+
+PNG = tiny_png()  # a real image: customers' images are decoded before use
 AMR = b"#!AMR\n" + b"\x3c" * 64
 MP4 = b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64
 PDF = b"%PDF-1.4\n" + b"x" * 64

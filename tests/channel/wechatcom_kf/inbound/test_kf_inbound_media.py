@@ -17,8 +17,9 @@ from channel.wechatcom_kf.inbound.media import (
     sanitize_display_name,
     sniff_extension,
 )
+from tests.media_samples import tiny_png
 
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
+PNG = tiny_png()  # a real image: customers' images are decoded before use
 JPG = b"\xff\xd8\xff\xe0" + b"\x00" * 32
 
 

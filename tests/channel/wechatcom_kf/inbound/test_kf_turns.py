@@ -21,11 +21,13 @@ from channel.wechatcom_kf.inbound.items import CustomerMessage, parse_item
 from channel.wechatcom_kf.inbound.turns import Turn, TurnAssembler
 from channel.wechatcom_kf.wechatcom_kf_message import WechatComKfMessage
 from channel.wechatcom_kf.workers import KeyedWorkers
+from tests.media_samples import tiny_png
 
 KFID = "wkKF1"
 WINDOW = 5.0
 WAIT = 10.0  # upper bound of every wait for a worker
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
+
+PNG = tiny_png()  # a real image: customers' images are decoded before use
 _ids = itertools.count(1)
 
 Make = Callable[..., WechatComKfMessage]
