@@ -268,6 +268,11 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.fake._record("chat", body)
         answer = self.fake.reply_fn(body)
+        # Rough counts (a token per 2 characters): real clients such as CoW's treat 0 completion
+        # tokens as a failed answer.
+        prompt = sum(len(str(m.get("content", ""))) for m in body["messages"] if isinstance(m, dict))
+        usage = {"prompt_tokens": max(1, prompt // 2), "completion_tokens": max(1, len(answer) // 2)}
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         self._json(
             200,
             {
@@ -278,7 +283,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "choices": [
                     {"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}
                 ],
-                "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+                "usage": usage,
             },
         )
 

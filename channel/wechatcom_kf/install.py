@@ -52,6 +52,13 @@ NOTE_ENV_1X = (
     'of config.json (only "channel_type": "wechatcom_kf") and set the environment variables the channel '
     "reads itself ({en}, … see settings.py), or rerun with --add-settings."
 )
+NOTE_SECRETS_1X = (
+    "CoW 1.x 会在启动日志里明文打印 available_setting 中登记过的键对应的环境变量，config.json 里的 "
+    "wechatcom_kf_token 也不会被遮住：登记之后密钥就会出现在日志里。不想这样就不要用 --add-settings，"
+    "只用环境变量 / CoW 1.x prints, in clear, the environment variables of keys declared in "
+    "available_setting, and does not mask wechatcom_kf_token in config.json: once declared, the secrets "
+    "reach its log. To avoid that, skip --add-settings and use environment variables only."
+)
 NOTE_PLUGINS_1X = (
     'app.py 只为它列出的渠道加载插件，其中没有 "wechatcom_kf"：用插件就把它加进那个列表 / app.py loads '
     'plugins only for the channel types it lists, and "wechatcom_kf" is not one: add it there to use plugins.'
@@ -248,6 +255,8 @@ def plan_settings(plan: Plan, add: bool, stamp: str) -> None:
             envs = [spec.env for spec in channel_settings() if spec.name in REQUIRED_SETTINGS and spec.env]
             plan.note("注意", "note:", NOTE_ENV_1X.format(zh="、".join(envs), en=", ".join(envs)))
         return
+    if plan.tree.flavour == te.FLAVOUR_1:
+        plan.note("注意", "note:", NOTE_SECRETS_1X)
     new, added = te.add_available_settings(source, entries, SETTINGS_COMMENT)
     te.check_settings(new, keys)
     backup = te.unique_backup(path, stamp)
