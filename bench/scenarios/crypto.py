@@ -2,7 +2,8 @@
 own ``CallbackHandler.handle_post`` (signature check, AES decrypt, XML parse, ``schedule`` call).
 
 Callbacks are encrypted beforehand by the emulator (not started: no network), so only the channel's
-side is timed.
+side is timed. Each round over them uses a fresh handler: a handler answers an envelope it has seen
+with 200 and no pull (replay protection), which is a cheaper path than the one measured here.
 """
 
 from __future__ import annotations
@@ -28,12 +29,17 @@ def run(opts: Options, deadline: Deadline) -> dict[str, Any]:
     def schedule(_open_kfid: str, _token: str) -> None:
         scheduled[0] += 1
 
-    handler = CallbackHandler(emu.callback_token, emu.aes_key, emu.corp_id, schedule)
+    def fresh() -> CallbackHandler:
+        return CallbackHandler(emu.callback_token, emu.aes_key, emu.corp_id, schedule)
+
+    handler = fresh()
     budget = min(opts.crypto_seconds, deadline.remaining())
     ops = failures = 0
     cpu0, started = time.process_time(), time.perf_counter()
     end = started + budget
     while time.perf_counter() < end:
+        if ops and ops % DISTINCT_CALLBACKS == 0:
+            handler = fresh()
         for params, body in callbacks[(ops % DISTINCT_CALLBACKS) :][:CHECK_EVERY]:
             if handler.handle_post(params, body).status != 200:
                 failures += 1

@@ -29,7 +29,10 @@ from .api import KfApi
 from .desk.customers import CustomerDirectory
 from .desk.front_desk import FrontDesk
 from .desk.handoff import HandOff
+from .edge.allowlist import CallbackIpAllowlist
 from .edge.callback import CallbackHandler
+from .edge.limits import EdgeLimits
+from .edge.refusals import Refusals
 from .inbound.dispatch import TurnDispatcher
 from .inbound.events import EventHandler, Welcome
 from .inbound.inflight import InFlight
@@ -58,10 +61,37 @@ MEDIA_DIR_NAME = "wechatcom_kf_media"
 MEDIA_MAX_AGE_SECONDS = 3 * 86400.0  # longer than WeCom's 48 h send window: a turn never loses its media
 MEDIA_PRUNE_SECONDS = 3600.0
 STORE_MAINTENANCE_SECONDS = 60.0
+ALLOWLIST_CHECK_SECONDS = 60.0  # the list is fetched hourly; a failed fetch is retried within a minute
 
 
 def new_instance_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def edge_limits(settings: KfSettings) -> EdgeLimits:
+    """The callback port's limits; ValueError naming the setting of a bad value."""
+    deadline = settings.wechatcom_kf_request_deadline_seconds
+    try:
+        return EdgeLimits(
+            head_deadline_seconds=deadline,
+            body_deadline_seconds=deadline,
+            max_connections_per_address=settings.wechatcom_kf_max_connections_per_address,
+            requests_per_address_per_minute=settings.wechatcom_kf_requests_per_address_per_minute,
+            trusted_proxies=frozenset(settings.wechatcom_kf_trusted_proxies),
+        )
+    except ValueError as exc:
+        message = str(exc)
+        for field, setting in _EDGE_SETTING_OF.items():
+            message = message.replace(f"edge limit {field}", setting)
+        raise ValueError(message) from None
+
+
+_EDGE_SETTING_OF = {
+    "head_deadline_seconds": "wechatcom_kf_request_deadline_seconds",
+    "body_deadline_seconds": "wechatcom_kf_request_deadline_seconds",
+    "max_connections_per_address": "wechatcom_kf_max_connections_per_address",
+    "requests_per_address_per_minute": "wechatcom_kf_requests_per_address_per_minute",
+}
 
 
 def make_backend(settings: KfSettings, state_dir: Path) -> StateStore:
@@ -97,12 +127,16 @@ class KfService:
             register_secret(secret)
         self.instance_id = new_instance_id()
         self.media_dir = state_dir / MEDIA_DIR_NAME
+        self.refusals = Refusals(logging.getLogger("channel.wechatcom_kf.edge"))
         self.callback = CallbackHandler(
             settings.wechatcom_kf_token,
             settings.wechatcom_kf_aes_key,
             settings.wechatcom_corp_id,
             self._schedule,
+            replay_window_seconds=settings.wechatcom_kf_replay_window_seconds,
+            refusals=self.refusals,
         )
+        self.edge_limits = edge_limits(settings)
         self.api = KfApi(
             settings.wechatcom_corp_id,
             settings.wechatcom_kf_secret,
@@ -110,6 +144,11 @@ class KfService:
             timeout=settings.wechatcom_kf_request_timeout,
         )
         self.store = ResilientStore(make_backend(settings, state_dir))
+        self.allowlist: CallbackIpAllowlist | None = None
+        if settings.wechatcom_kf_callback_ip_allowlist:
+            self.allowlist = CallbackIpAllowlist(
+                self.api.get_callback_ips, self.store, extra=settings.wechatcom_kf_allowlist_extra
+            )
         self.ledger = BudgetLedger()
         self.recalls = Recalls()
         self.takeover = Takeover(self.store, self.api)
@@ -179,7 +218,14 @@ class KfService:
         ticker.add("sweep for orphaned messages", claim_lease_seconds / 2, self.puller.sweep)
         ticker.add("prune media", MEDIA_PRUNE_SECONDS, self._prune_media)
         ticker.add("store housekeeping", STORE_MAINTENANCE_SECONDS, self.store.maintain)
+        if self.allowlist is not None:
+            refresh = self._refresh_allowlist
+            ticker.add("WeCom's callback IPs", ALLOWLIST_CHECK_SECONDS, refresh, first_after=0)
         return ticker
+
+    def _refresh_allowlist(self) -> None:
+        if self.allowlist is not None and self.allowlist.due():
+            self.allowlist.refresh()
 
     def _schedule(self, open_kfid: str, token: str) -> None:
         self.puller.schedule(open_kfid, token)

@@ -138,6 +138,67 @@ CORE_SETTINGS: tuple[SettingSpec, ...] = (
         "回调 HTTP 服务连接队列长度 / accept queue length of the callback HTTP server",
     ),
     SettingSpec(
+        "wechatcom_kf_callback_ip_allowlist",
+        False,
+        bool,
+        "WECHATCOM_KF_CALLBACK_IP_ALLOWLIST",
+        "只接受企业微信回调 IP（getcallbackip，每小时刷新，保存在状态中；取不到时放行并告警）的连接 / accept "
+        "connections only from WeCom's callback IPs (getcallbackip, refreshed hourly, kept in the state; "
+        "fails open with a warning when it cannot be fetched)",
+    ),
+    SettingSpec(
+        "wechatcom_kf_allowlist_extra",
+        [],
+        list,
+        "WECHATCOM_KF_ALLOWLIST_EXTRA",
+        "开启回调 IP 白名单时另外放行的地址或网段（如健康检查）/ addresses or CIDR networks always let in "
+        "when the allowlist is on (e.g. a health checker)",
+    ),
+    SettingSpec(
+        "wechatcom_kf_trusted_proxies",
+        [],
+        list,
+        "WECHATCOM_KF_TRUSTED_PROXIES",
+        '反向代理的地址或网段（如 ["127.0.0.1"]）：只有来自它们的 X-Forwarded-For 才被采信 / addresses or '
+        'CIDR networks of reverse proxies (e.g. ["127.0.0.1"]): X-Forwarded-For is believed from them only',
+    ),
+    SettingSpec(
+        "wechatcom_kf_max_connections_per_address",
+        64,
+        int,
+        "WECHATCOM_KF_MAX_CONNECTIONS_PER_ADDRESS",
+        "同一地址最多同时保持的连接数（0 表示不限），一个地址的洪水占不满全部连接 "
+        "/ open connections one address "
+        "may hold (0 = no limit), so a flood from one address never takes every slot",
+    ),
+    SettingSpec(
+        "wechatcom_kf_requests_per_address_per_minute",
+        6000,
+        int,
+        "WECHATCOM_KF_REQUESTS_PER_ADDRESS_PER_MINUTE",
+        "同一地址每分钟最多的请求数，超出回 429（0 表示不限） "
+        "/ requests per minute one address may make, then "
+        "429 (0 = no limit)",
+    ),
+    SettingSpec(
+        "wechatcom_kf_request_deadline_seconds",
+        10.0,
+        float,
+        "WECHATCOM_KF_REQUEST_DEADLINE_SECONDS",
+        "一个请求的请求头、请求体各自必须在此时间内收完（不会因陆续收到字节而延长） "
+        "/ a request's head, and then "
+        "its body, must each arrive within this (not extended by trickling bytes)",
+    ),
+    SettingSpec(
+        "wechatcom_kf_replay_window_seconds",
+        600.0,
+        float,
+        "WECHATCOM_KF_REPLAY_WINDOW_SECONDS",
+        "回调 timestamp 与本机时间相差超过此秒数则拒绝；窗口内相同的回调只拉取一次 "
+        "/ callbacks whose timestamp "
+        "is further than this from now are refused; an identical callback within it pulls only once",
+    ),
+    SettingSpec(
         "wechatcom_kf_own_dispatch",
         True,
         bool,
@@ -193,6 +254,13 @@ class KfSettings:
     wechatcom_kf_api_base: str
     wechatcom_kf_request_timeout: float
     wechatcom_kf_http_backlog: int
+    wechatcom_kf_callback_ip_allowlist: bool
+    wechatcom_kf_allowlist_extra: list[str]
+    wechatcom_kf_trusted_proxies: list[str]
+    wechatcom_kf_max_connections_per_address: int
+    wechatcom_kf_requests_per_address_per_minute: int
+    wechatcom_kf_request_deadline_seconds: float
+    wechatcom_kf_replay_window_seconds: float
     wechatcom_kf_own_dispatch: bool
     wechatcom_kf_redis_url: str
     wechatcom_kf_redis_cluster: bool

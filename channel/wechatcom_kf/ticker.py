@@ -22,6 +22,7 @@ class _Task:
     interval: float
     run: Callable[[], object]
     next_at: float
+    first_after: float
 
 
 class Ticker:
@@ -32,9 +33,14 @@ class Ticker:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def add(self, name: str, interval: float, run: Callable[[], object]) -> None:
-        """Run ``run()`` every ``interval`` seconds (call before ``start``)."""
-        self._tasks.append(_Task(name, max(0.01, interval), run, self._clock() + interval))
+    def add(
+        self, name: str, interval: float, run: Callable[[], object], *, first_after: float | None = None
+    ) -> None:
+        """Run ``run()`` every ``interval`` seconds, the first time ``first_after`` seconds after
+        ``start()`` (default: one interval); call before ``start``."""
+        interval = max(0.01, interval)
+        first = interval if first_after is None else max(0.0, first_after)
+        self._tasks.append(_Task(name, interval, run, self._clock() + first, first))
 
     def run_due(self, now: float | None = None) -> list[str]:
         """Run every task due at ``now``; returns their names."""
@@ -55,7 +61,7 @@ class Ticker:
         if self._thread is None and self._tasks:
             now = self._clock()
             for task in self._tasks:
-                task.next_at = now + task.interval
+                task.next_at = now + task.first_after
             self._thread = threading.Thread(target=self._loop, name=self._name, daemon=True)
             self._thread.start()
 

@@ -98,11 +98,15 @@ class WechatComKfChannel(ChatChannel):
         with self._kf_server_lock:
             if self._kf_stopped.is_set():
                 return
+            allowlist = self.kf.allowlist
             self._kf_server = CallbackServer(
                 self.kf.callback,
                 settings.wechatcom_kf_host,
                 settings.wechatcom_kf_port,
                 settings.wechatcom_kf_http_backlog,
+                limits=self.kf.edge_limits,
+                allow=allowlist.allows if allowlist is not None else None,
+                refusals=self.kf.refusals,
             )
             self._kf_server_created.set()
         logger.info("wechatcom_kf channel starting (state dir %s)", self.state_dir)

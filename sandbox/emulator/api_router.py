@@ -22,6 +22,7 @@ Handler = Callable[["WeComEmulator", ApiRequest], "dict[str, Any] | RawResponse"
 # api -> (allowed methods, handler, needs access_token)
 ROUTES: dict[str, tuple[tuple[str, ...], Handler, bool]] = {
     "gettoken": (("GET",), kf_misc_api.gettoken, False),
+    "getcallbackip": (("GET",), kf_misc_api.getcallbackip, True),
     "kf/sync_msg": (("POST",), kf_api.sync_msg, True),
     "kf/send_msg": (("POST",), kf_api.send_msg, True),
     "kf/send_msg_on_event": (("POST",), kf_api.send_msg_on_event, True),

@@ -32,6 +32,9 @@ from sandbox.emulator.tokens import TokenRegistry
 
 logger = logging.getLogger(__name__)
 LOWER_ALNUM = "abcdefghijklmnopqrstuvwxyz0123456789"
+# Loopback addresses other than 127.0.0.1 (Linux routes all of 127/8 to lo): a test can bind a client
+# socket to one of them and play WeCom's callback server, and 127.0.0.1 stays "not WeCom".
+DEFAULT_CALLBACK_IPS = ("127.0.0.2", "127.0.0.3")
 
 
 class WeComEmulator(ActionsMixin):
@@ -71,6 +74,7 @@ class WeComEmulator(ActionsMixin):
         self.callback_retry_delay = 0.5
         self.callback_timeout = 5.0
         self.media_bytes_cap: int | None = media.MEDIA_BYTES_CAP  # oldest media dropped past it
+        self.callback_ips: list[str] = list(DEFAULT_CALLBACK_IPS)  # what getcallbackip answers
         self._tokenless: dict[str, deque[float]] = {}
         self._callbacks = CallbackSender(self)
         self._httpd: server.EmulatorHTTPServer | None = None

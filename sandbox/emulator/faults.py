@@ -1,5 +1,5 @@
 """Fault knobs: latency, HTTP 500s, dropped connections, 45009 bursts, token invalidation,
-refused ``kf/service_state/trans`` calls."""
+refused ``kf/service_state/trans`` and ``getcallbackip`` calls."""
 
 from __future__ import annotations
 
@@ -35,7 +35,14 @@ class Faults:
         # for transitions to ``trans_errcode_states`` when that is set (None = every target state).
         self.trans_errcode: int | None = None
         self.trans_errcode_states: Collection[int] | None = None
-        self.counts = {"dropped": 0, "error_5xx": 0, "rate_limited": 0, "trans_refused": 0}
+        self.callback_ip_errcode: int | None = None  # getcallbackip answers this errcode while set
+        self.counts = {
+            "dropped": 0,
+            "error_5xx": 0,
+            "rate_limited": 0,
+            "trans_refused": 0,
+            "callback_ip_refused": 0,
+        }
 
     def seed(self, value: int) -> None:
         """Make the random fault choices deterministic."""
@@ -57,6 +64,7 @@ class Faults:
             self._rate_limit_left = 0
             self.trans_errcode = None
             self.trans_errcode_states = None
+            self.callback_ip_errcode = None
 
     def decide(self, path: str) -> FaultDecision:
         """Roll the dice for one call to ``path`` (e.g. "kf/sync_msg")."""
@@ -81,4 +89,13 @@ class Faults:
             if code is None or (states is not None and new_state not in states):
                 return None
             self.counts["trans_refused"] += 1
+            return int(code)
+
+    def callback_ip_refusal(self) -> int | None:
+        """The errcode ``getcallbackip`` must answer now, or None (counted)."""
+        with self._lock:
+            code = self.callback_ip_errcode
+            if code is None:
+                return None
+            self.counts["callback_ip_refused"] += 1
             return int(code)

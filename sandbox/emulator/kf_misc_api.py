@@ -1,4 +1,5 @@
-"""gettoken, service_state, customer/batchget, account/list, servicer/list (fact sheet §6-§8)."""
+"""gettoken, getcallbackip, service_state, customer/batchget, account/list, servicer/list
+(fact sheet §6-§8; getcallbackip: doc 90238)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,14 @@ def gettoken(emu: WeComEmulator, req: ApiRequest) -> dict[str, Any]:
         raise ApiError(40001, "invalid credential")
     token, expires_in = emu.tokens.issue_access_token()
     return {"errcode": 0, "errmsg": "ok", "access_token": token, "expires_in": expires_in}
+
+
+def getcallbackip(emu: WeComEmulator, req: ApiRequest) -> dict[str, Any]:
+    """WeCom's callback source addresses: https://developer.work.weixin.qq.com/document/path/90238"""
+    errcode = emu.faults.callback_ip_refusal()
+    if errcode is not None:
+        raise ApiError(errcode, "system busy" if errcode == -1 else "getcallbackip refused", injected=True)
+    return {"errcode": 0, "errmsg": "ok", "ip_list": list(emu.callback_ips)}
 
 
 def _session_key(emu: WeComEmulator, data: dict[str, Any]) -> tuple[str, str]:

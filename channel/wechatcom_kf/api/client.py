@@ -202,6 +202,19 @@ class KfApi:
             if isinstance(entry, dict) and entry.get("userid")
         ]
 
+    def get_callback_ips(self) -> list[str]:
+        """WeCom's callback source addresses, as sent (IPs, ``a.b.c.*`` or CIDR; the caller parses them):
+        https://developer.work.weixin.qq.com/document/path/90238
+        """
+        path = "getcallbackip"
+        result = self._t.call(
+            path, lambda token: self._t.json_request("GET", path, token), policy=self._quick
+        )
+        entries = result.get("ip_list")
+        if not isinstance(entries, list):
+            raise KfApiError(f"{path}: answer has no ip_list", api=path)
+        return [str(entry) for entry in entries]
+
     # --- media -------------------------------------------------------------------------------------------
 
     def upload_media(self, kind: str, filename: str, data: bytes, content_type: str) -> str:

@@ -11,8 +11,9 @@ chunked bodies, keep-alive, pipelining, ``Expect: 100-continue``) is where hand-
 request-smuggling and edge-case bugs; h11 is a maintained, sans-I/O state machine that fits the loop.
 On top of it we refuse what WeCom never sends (both Content-Length and Transfer-Encoding, HTTP
 versions other than 1.0/1.1, non-origin targets) and bound everything: head size, body size (413,
-then the rest of the body is read and dropped up to a limit so the client sees the answer),
-connections, idle time.
+then the rest of the body is read and dropped up to a limit so the client sees the answer), and what
+``EdgeLimits`` bounds (deadlines per request phase, connections in all and per address, request rate
+per address; see limits.py). Every refusal is counted by kind and logged once a minute (Refusals).
 """
 
 from __future__ import annotations
@@ -22,96 +23,79 @@ import contextlib
 import logging
 import threading
 import time
-from email.utils import formatdate
+from collections import Counter
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
 import h11
 
+from .admission import Gate
 from .callback import BAD_REQUEST, TOO_LARGE, CallbackHandler, Response
+from .limits import UNKNOWN_ADDRESS, EdgeLimits, peer_address
+from .refusals import Refusals
+from .wire import (
+    CONTINUE,
+    INTERNAL_ERROR,
+    MAX_HEAD_BYTES,
+    METHOD_NOT_ALLOWED,
+    NOT_FOUND,
+    REASONS,
+    HttpError,
+    answer_headers,
+    check_head,
+)
 
 logger = logging.getLogger(__name__)
 
 CALLBACK_PATH = "/wxkf"
 _PATHS = frozenset({CALLBACK_PATH, CALLBACK_PATH + "/"})
-MAX_HEAD_BYTES = 16 * 1024  # request line and headers, complete or not
-MAX_HEADERS = 64
 MAX_QUERY_FIELDS = 32
-MAX_CONNECTIONS = 1024
-IDLE_TIMEOUT_SECONDS = 30.0  # a connection with no bytes for this long is closed (idle or slow)
 DISCARD_LIMIT_BYTES = 1024 * 1024  # read and drop at most this much of a refused body, then close
-SWEEP_SECONDS = 1.0
+DEFAULT_LIMITS = EdgeLimits()
+# Process-wide ceilings from before EdgeLimits; the lower of ceiling and limit applies. Read at every
+# use, so an embedder (or a test) can lower them on a running server.
+MAX_CONNECTIONS = 65_536
+IDLE_TIMEOUT_SECONDS = 30.0  # silence, in any phase, that ends a connection before its deadline
+SWEEP_SECONDS = 1.0  # at most; shorter when a limit is shorter, so deadlines are kept to a quarter
 
-NOT_FOUND = Response(404, "not found")
-METHOD_NOT_ALLOWED = Response(405, "method not allowed")
-INTERNAL_ERROR = Response(500, "internal error")
-_CONTINUE = h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")
-_VERSIONS = (b"1.1", b"1.0")
-
-
-class _HttpError(Exception):
-    def __init__(self, response: Response) -> None:
-        super().__init__(response.status)
-        self.response = response
-
-
-_date_cache: tuple[int, bytes] = (0, b"")
-
-
-def _http_date() -> bytes:
-    global _date_cache
-    now = int(time.time())
-    if _date_cache[0] != now:
-        _date_cache = (now, formatdate(now, usegmt=True).encode("ascii"))
-    return _date_cache[1]
-
-
-def _headers(response: Response, body: bytes, close: bool) -> list[tuple[bytes, bytes]]:
-    headers = [
-        (b"Content-Type", b"text/plain; charset=utf-8"),
-        (b"Content-Length", str(len(body)).encode("ascii")),
-        (b"Date", _http_date()),
-    ]
-    if response.status == 405:
-        headers.append((b"Allow", b"GET, POST"))
-    if close:
-        headers.append((b"Connection", b"close"))
-    return headers
-
-
-def _check_head(request: h11.Request, max_body: int) -> None:
-    """Refuse (``_HttpError``) what h11 accepts but WeCom never sends, and bodies declared too large."""
-    names = [name for name, _ in request.headers]
-    size = len(request.target) + sum(len(name) + len(value) + 4 for name, value in request.headers)
-    if request.http_version not in _VERSIONS or not request.target.startswith(b"/"):
-        raise _HttpError(BAD_REQUEST)
-    if size > MAX_HEAD_BYTES or len(names) > MAX_HEADERS:
-        raise _HttpError(BAD_REQUEST)  # h11 bounds only incomplete heads; this bounds complete ones
-    if b"transfer-encoding" in names and b"content-length" in names:
-        raise _HttpError(BAD_REQUEST)  # RFC 9112 lets TE win; both at once is a smuggling probe here
-    for name, value in request.headers:
-        if name == b"content-length" and int(value) > max_body:  # h11 validated the digits
-            raise _HttpError(TOO_LARGE)
+_METHODS = (b"GET", b"HEAD", b"POST")
+HEAD_DEADLINE = "head deadline"
+BODY_DEADLINE = "body deadline"
 
 
 class _Connection(asyncio.Protocol):
-    """One client connection: requests are answered in order, each as soon as it is complete."""
+    """One client connection: requests are answered in order, each as soon as it is complete.
+
+    ``deadline`` is when the sweep ends the connection and ``late`` the refusal it counts then (None:
+    a kept-alive connection that stayed idle, which is no refusal). Both are set when a phase starts
+    and never moved by the bytes that arrive within it.
+    """
 
     def __init__(self, server: CallbackServer) -> None:
         self._server = server
+        self._limits = server.limits
         self._transport: asyncio.Transport | None = None
         self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
         self._request: h11.Request | None = None
+        self._head_only = False  # the request being answered is a HEAD: its answer carries no body
         self._body: list[bytes] = []
         self._size = 0
         self._discard: int | None = None  # bytes of a refused body still to drop before closing
         self._paused = False
+        self._between = False  # kept alive, waiting for the next request's first byte
+        self.address = UNKNOWN_ADDRESS
+        self.proxied = False
         self.last_active = time.monotonic()
+        self.deadline = self.last_active + self._limits.head_deadline_seconds  # from the accept
+        self.late: str | None = HEAD_DEADLINE
 
     def connection_made(self, transport: Any) -> None:
         self._transport = transport
+        self.address = peer_address(transport.get_extra_info("peername"))
+        self.proxied = self._limits.trusts(self.address)
         if not self._server.admit(self):
-            transport.abort()
+            transport.abort()  # before a byte is read: nothing is parsed for a refused address
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._server.forget(self)
@@ -131,12 +115,27 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_active = time.monotonic()
+        if self._between:
+            self._phase(HEAD_DEADLINE, self._limits.head_deadline_seconds)
         self._h11.receive_data(data)
         self._process()
 
     def close(self) -> None:
+        """Close after what is written; a client that never reads it is aborted when idle ends."""
+        self._phase(None, self._limits.idle_seconds)
         if self._transport is not None:
             self._transport.close()
+
+    def expire(self) -> None:
+        # abort, not close: close waits for the client to read, and a slot must be freed now.
+        if self.late is not None:
+            self._server.refusals.refuse(self.late)
+        if self._transport is not None:
+            self._transport.abort()
+
+    def _phase(self, late: str | None, seconds: float) -> None:
+        self._between = False
+        self.late, self.deadline = late, time.monotonic() + seconds
 
     def _process(self) -> None:
         transport = self._transport
@@ -147,26 +146,33 @@ class _Connection(asyncio.Protocol):
                     return
                 self._on_event(event)
         except h11.RemoteProtocolError as exc:
-            logger.debug("malformed HTTP from a callback client: %s", exc)
+            self._server.refusals.refuse("malformed request", str(exc)[:80])
             self._refuse(BAD_REQUEST)
-        except _HttpError as exc:
+        except HttpError as exc:
+            self._server.refusals.refuse(exc.kind, exc.detail)
             self._refuse(exc.response)
+        except h11.LocalProtocolError as exc:  # what the client sent leaves no valid answer to send
+            self._server.refusals.refuse("unanswerable request", str(exc)[:80], logging.WARNING)
+            self.close()
         except Exception:
             logger.exception("callback connection failed unexpectedly")
             self._refuse(INTERNAL_ERROR)
 
     def _on_event(self, event: Any) -> None:
         if isinstance(event, h11.Request):
+            self._phase(BODY_DEADLINE, self._limits.body_deadline_seconds)
             self._request, self._body, self._size = event, [], 0
-            _check_head(event, self._server.max_body_bytes)
+            self._head_only = event.method == b"HEAD"
+            self._server.admit_request(self, event)
+            check_head(event, self._server.max_body_bytes)
             if self._h11.they_are_waiting_for_100_continue:
-                self._write(self._h11.send(_CONTINUE))
+                self._write(self._h11.send(CONTINUE))
         elif isinstance(event, h11.Data):
             self._size += len(event.data)
             if self._discard is not None:
                 self._drop(len(event.data))
             elif self._size > self._server.max_body_bytes:
-                raise _HttpError(TOO_LARGE)
+                raise HttpError(TOO_LARGE, "body too large")
             else:
                 self._body.append(event.data)
         elif isinstance(event, h11.EndOfMessage) and self._discard is None:
@@ -178,21 +184,32 @@ class _Connection(asyncio.Protocol):
             self.close()
 
     def _answer(self, response: Response) -> None:
-        body = response.body.encode("utf-8")
-        self._send(response, body, close=False)
+        self._send(response, close=False)
         if self._h11.our_state is h11.MUST_CLOSE:  # the client asked to close, or HTTP/1.0
             self.close()
+            return
+        self._h11.start_next_cycle()  # pipelined requests already buffered are read next
+        self._head_only = False
+        if self._h11.trailing_data[0]:
+            self._phase(HEAD_DEADLINE, self._limits.head_deadline_seconds)  # the next head has begun
         else:
-            self._h11.start_next_cycle()  # pipelined requests already buffered are read next
+            self._phase(None, self._limits.idle_seconds)
+            self._between = True
 
-    def _send(self, response: Response, body: bytes, close: bool) -> None:
+    def _send(self, response: Response, close: bool) -> None:
+        body = response.body.encode("utf-8")
         head = h11.Response(
             status_code=response.status,
-            headers=_headers(response, body, close),
-            reason=response.reason.encode("ascii"),
+            headers=answer_headers(response, body, close),  # for HEAD too: the Content-Length GET would have
+            reason=REASONS.get(response.status, response.reason).encode("ascii"),
         )
         send = self._h11.send
-        self._write(send(head) + send(h11.Data(data=body)) + send(h11.EndOfMessage()))
+        data = send(head) or b""
+        if not self._head_only:  # h11 frames an answer to HEAD as bodiless: any Data would be an error
+            data += send(h11.Data(data=body)) or b""
+        data += send(h11.EndOfMessage()) or b""
+        self._server.answered(response.status)
+        self._write(data)
 
     def _write(self, data: bytes | None) -> None:
         if data and self._transport is not None:
@@ -205,7 +222,7 @@ class _Connection(asyncio.Protocol):
         if transport is None or transport.is_closing():
             return
         try:
-            self._send(response, response.body.encode("utf-8"), close=True)
+            self._send(response, close=True)
         except h11.LocalProtocolError:  # an answer was already under way: nothing more to say
             self.close()
             return
@@ -226,25 +243,51 @@ class CallbackServer:
     """Binds in ``serve()``; ``port`` is the bound port once ``ready`` is set.
 
     One loop thread answers every callback; the work behind it runs on the puller's threads.
+    ``allow(address)`` (optional, e.g. WeCom's callback IPs) runs on the loop for every connection
+    and, behind a trusted proxy, every request: it must be a quick lookup.
     """
 
-    def __init__(self, handler: CallbackHandler, host: str, port: int, backlog: int) -> None:
+    def __init__(
+        self,
+        handler: CallbackHandler,
+        host: str,
+        port: int,
+        backlog: int,
+        *,
+        limits: EdgeLimits = DEFAULT_LIMITS,
+        allow: Callable[[str], bool] | None = None,
+        refusals: Refusals | None = None,
+    ) -> None:
         self._handler = handler
         self._host = host
         self._port = port
         self._backlog = max(1, backlog)
         self.max_body_bytes = handler.max_body_bytes
+        self.limits = limits
+        self.refusals = refusals if refusals is not None else Refusals(logger)
+        self._gate = Gate(limits, allow, self.refusals)
+        self._answered: Counter[int] = Counter()
         self.ready = threading.Event()
         self._stopped = threading.Event()
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_signal: asyncio.Future[None] | None = None
         self._connections: set[_Connection] = set()
-        self._refused_connections = 0
 
     @property
     def port(self) -> int:
         return self._port
+
+    def metrics(self) -> dict[str, Any]:
+        """Counters for monitoring; safe to call from any thread."""
+        with self._lock:
+            answered = dict(self._answered)
+        return {
+            "connections_open": len(self._connections),
+            "addresses_open": self._gate.addresses_open,
+            "refused": self.refusals.snapshot(),
+            "answered": answered,  # by HTTP status
+        }
 
     def serve(self) -> None:
         """Bind and serve until ``stop()``; blocks."""
@@ -282,10 +325,12 @@ class CallbackServer:
     async def _sweep(self) -> None:
         # One timer for every connection, instead of one per connection and request.
         while True:
-            await asyncio.sleep(SWEEP_SECONDS)
-            horizon = time.monotonic() - IDLE_TIMEOUT_SECONDS
-            for conn in [c for c in self._connections if c.last_active < horizon]:
-                conn.close()
+            await asyncio.sleep(min(SWEEP_SECONDS, max(0.01, self.limits.shortest_deadline / 4)))
+            now = time.monotonic()
+            silent = now - IDLE_TIMEOUT_SECONDS
+            for conn in [c for c in self._connections if c.deadline <= now or c.last_active <= silent]:
+                conn.expire()
+            self._gate.prune(now)
 
     def stop(self) -> None:
         self._stopped.set()
@@ -299,31 +344,45 @@ class CallbackServer:
     # --- called on the loop thread by connections --------------------------------------------------
 
     def admit(self, conn: _Connection) -> bool:
-        if len(self._connections) >= MAX_CONNECTIONS:
-            self._refused_connections += 1
-            if self._refused_connections in (1, 100, 10_000):
-                logger.warning("callback server: %d connection(s) refused over the limit", MAX_CONNECTIONS)
+        """At ``connection_made``: the total cap, then the gate (allowlist, the address's cap)."""
+        limit = min(self.limits.max_connections, MAX_CONNECTIONS)
+        if len(self._connections) >= limit:
+            self.refusals.refuse("connection over the limit", f"{limit} open", logging.WARNING)
+            return False
+        if not self._gate.connect(conn.address, conn.proxied):
             return False
         self._connections.add(conn)
         return True
 
+    def admit_request(self, conn: _Connection, request: h11.Request) -> None:
+        self._gate.request(conn.address, conn.proxied, request.headers, time.monotonic())
+
     def forget(self, conn: _Connection) -> None:
-        self._connections.discard(conn)
+        if conn in self._connections:  # refused connections were never counted
+            self._connections.discard(conn)
+            self._gate.disconnect(conn.address)
+
+    def answered(self, status: int) -> None:
+        with self._lock:
+            self._answered[status] += 1
 
     def respond(self, request: h11.Request, body: bytes) -> Response:
         path, _, query_string = request.target.decode("latin-1").partition("?")
         if path not in _PATHS:
+            self.refusals.refuse("unknown path")
             return NOT_FOUND
-        if request.method not in (b"GET", b"POST"):
+        if request.method not in _METHODS:
+            self.refusals.refuse("method not allowed")
             return METHOD_NOT_ALLOWED
         try:
             query = dict(parse_qsl(query_string, keep_blank_values=True, max_num_fields=MAX_QUERY_FIELDS))
         except ValueError:
+            self.refusals.refuse("malformed request", "query string")
             return BAD_REQUEST
         try:
-            if request.method == b"GET":
-                return self._handler.handle_get(query)
-            return self._handler.handle_post(query, body)
+            if request.method == b"POST":
+                return self._handler.handle_post(query, body)
+            return self._handler.handle_get(query)  # HEAD too: the same status, the body left out
         except Exception:
             logger.exception("callback failed unexpectedly")
             return INTERNAL_ERROR
