@@ -1,7 +1,7 @@
 """``python -m bench [--smoke] [--only NAME[,NAME]] [-n N] [--bot-latency S] [--messages M] ...``
 
 Prints one JSON line per scenario on stdout (ack, burst, throughput, crypto, memory, restart), then a
-short human summary with every target marked ok/MISSED. Progress goes to stderr. Every scenario runs
+short human summary with every target marked ok / below target. Progress goes to stderr. Every scenario runs
 under a hard deadline (``--duration``); a scenario that hits it still prints its line, with
 ``"timed_out": true`` and what was measured.
 """

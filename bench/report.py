@@ -11,7 +11,7 @@ from typing import Any
 class Target:
     label: str
     figure: Callable[[dict[str, Any]], Any]  # the figure from one scenario's JSON (or one burst run)
-    check: Callable[[Any], bool]  # on the figure; a None figure is MISSED
+    check: Callable[[Any], bool]  # on the figure; a None figure is below target
     wanted: str
     unit: str = ""
 
@@ -72,7 +72,7 @@ def _verdict(target: Target, data: dict[str, Any]) -> str:
     except (TypeError, ValueError):
         ok = False
     shown = "n/a" if value is None else f"{value}{target.unit}"
-    return f"{target.label}: {shown} (target {target.wanted}) {'ok' if ok else 'MISSED'}"
+    return f"{target.label}: {shown} (target {target.wanted}) {'ok' if ok else 'below target'}"
 
 
 def _info(result: dict[str, Any]) -> str:
@@ -103,7 +103,7 @@ def _info(result: dict[str, Any]) -> str:
 
 
 def summary_lines(results: list[dict[str, Any]]) -> list[str]:
-    """A few lines per scenario: each target with ok/MISSED, and the main figure otherwise."""
+    """A few lines per scenario: each target with "ok" or "below target", and the main figure otherwise."""
     lines = ["", "summary (targets are reported, not asserted):"]
     for result in results:
         name = str(result.get("scenario"))
