@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 WEB_DIR = Path(__file__).resolve().parents[1] / "web"
+PAGE_PATH = "/sandbox/"
 PLACEHOLDER = (
     "<!doctype html><meta charset='utf-8'><title>WeCom KF sandbox</title>"
     "<h1>WeCom KF sandbox / 微信客服沙盒</h1><p>The chat page (sandbox/web/index.html) is not installed. "
@@ -93,7 +94,15 @@ def state_dump(emu: WeComEmulator) -> HttpAnswer:
     return json_answer(payload)
 
 
+def root_redirect() -> HttpAnswer:
+    """The emulator's root (the address in the log) sends a browser on to the chat page."""
+    body = "聊天页面在 /sandbox/ · the chat page is at /sandbox/\n".encode()
+    return HttpAnswer(302, "text/plain; charset=utf-8", body, {"Location": PAGE_PATH})
+
+
 def _get_routes(emu: WeComEmulator, path: str, query: dict[str, str]) -> HttpAnswer:
+    if path in ("", "/"):
+        return root_redirect()
     if path in ("/sandbox", "/sandbox/", "/sandbox/index.html"):
         return index_page()
     if path.startswith("/sandbox/static/"):
@@ -126,7 +135,8 @@ POST_ROUTES: dict[str, Callable[[WeComEmulator, dict[str, str], bytes], dict[str
 def handle(
     emu: WeComEmulator, method: str, path: str, query: dict[str, str], headers: dict[str, str], body: bytes
 ) -> HttpAnswer:
-    """Serve one /sandbox request; bad input → 400 with a JSON ``error``."""
+    """Serve one /sandbox request (or the root, redirected to the page); bad input → 400 with a JSON
+    ``error``."""
     try:
         if method == "GET":
             return _get_routes(emu, path, query)

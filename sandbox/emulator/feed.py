@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from sandbox.emulator.models import ApiRequest, Rejection, SentMessage
@@ -11,6 +13,63 @@ if TYPE_CHECKING:
     from sandbox.emulator.state import EmulatorState
 
 MEDIA_KINDS = ("image", "voice", "video", "file")
+
+# The chat shows system notices in Chinese (the customer-side view); the emulator's call sites write them in
+# English, so they are put into Chinese here. Ids and numbers stay as they are for engineers.
+# Session states: https://developer.work.weixin.qq.com/document/path/94669 (4 = 已结束/未开始; a trans to 4
+# comes from a live session, so it ends one).
+STATE_NAMES = {0: "未处理", 1: "由智能助手接待", 2: "待接入池排队中", 3: "由人工接待", 4: "已结束"}
+# Event types: https://developer.work.weixin.qq.com/document/path/94670
+EVENT_NAMES = {
+    "enter_session": "客户进入会话",
+    "msg_send_fail": "消息发送失败",
+    "servicer_status_change": "接待人员接待状态变更",
+    "session_status_change": "会话状态变更",
+    "user_recall_msg": "客户撤回消息",
+    "servicer_recall_msg": "接待人员撤回消息",
+    "reject_customer_msg_switch_change": "拒收客户消息开关变更",
+}
+# Why a send was refused, for the notice under the conversation (the protocol pane has the full list).
+SEND_REFUSALS = {
+    -1: "系统繁忙",
+    40058: "参数无效",
+    45009: "调用频率超限",
+    95000: "open_kfid 无效",
+    95001: "超过 5 条发送上限",
+    95002: "超过 48 小时发送窗口",
+    95018: "会话状态不允许发送",
+}
+
+
+def _state_notice(match: re.Match[str]) -> str:
+    state = int(match.group(1))
+    name = STATE_NAMES.get(state, "未知状态")
+    return f"会话转为「{name}」（service_state {state}）"
+
+
+def _event_notice(match: re.Match[str]) -> str:
+    kind = match.group(1)
+    name = EVENT_NAMES.get(kind)
+    return f"事件：{name}（{kind}）" if name else f"事件：{kind}"
+
+
+NOTICES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = [
+    (re.compile(r"customer entered the session"), lambda m: "客户进入了会话"),
+    (re.compile(r"(.+) took over the session"), lambda m: f"接待人员 {m.group(1)} 接管了会话"),
+    (re.compile(r"session ended by the receptionist"), lambda m: "接待人员结束了会话"),
+    (re.compile(r"customer recalled a message"), lambda m: "客户撤回了一条消息"),
+    (re.compile(r"service_state -> (-?\d+) \(API\)"), _state_notice),
+    (re.compile(r"event (\S+)"), _event_notice),
+]
+
+
+def notice_text(text: str) -> str:
+    """The Chinese text of a system notice (a text without a translation is kept as it is)."""
+    for pattern, chinese in NOTICES:
+        match = pattern.fullmatch(text)
+        if match:
+            return chinese(match)
+    return text
 
 
 def media_url(media_id: str, kind: str) -> str:
@@ -84,7 +143,8 @@ def sent(state: EmulatorState, message: SentMessage) -> None:
 
 
 def system(state: EmulatorState, open_kfid: str, user: str, text: str, **extra: Any) -> None:
-    entry(state, open_kfid, user, "system", "text", {"content": text}, **extra)
+    """A system notice in the chat; ``text`` in English or Chinese, shown in Chinese (``notice_text``)."""
+    entry(state, open_kfid, user, "system", "text", {"content": notice_text(text)}, **extra)
 
 
 def rejection(state: EmulatorState, req: ApiRequest, rej: Rejection) -> None:
@@ -93,5 +153,7 @@ def rejection(state: EmulatorState, req: ApiRequest, rej: Rejection) -> None:
         return
     body = rej.request.get("body")
     body = body if isinstance(body, dict) else {}
-    text = f"{req.api} rejected: errcode {rej.errcode} {rej.errmsg}"
+    reason = SEND_REFUSALS.get(rej.errcode)
+    text = f"回复未能发出：{req.api} 被拒绝，errcode {rej.errcode}" + (f"，{reason}" if reason else "")
+    text += f"（{rej.errmsg}）" if rej.errmsg else ""
     system(state, str(body.get("open_kfid", "")), str(body.get("touser", "")), text, errcode=rej.errcode)

@@ -96,7 +96,7 @@ class EmulatorRequestHandler(BaseHTTPRequestHandler):
             if parts.path.startswith("/cgi-bin/"):
                 api = parts.path[len("/cgi-bin/") :].strip("/")
                 answer = api_router.handle(emu, ApiRequest(method, api, query, body, headers))
-            elif parts.path == "/sandbox" or parts.path.startswith("/sandbox/"):
+            elif parts.path in ("", "/", "/sandbox") or parts.path.startswith("/sandbox/"):
                 answer = control_api.handle(emu, method, parts.path, query, headers, body)
             else:
                 answer = HttpAnswer(404, "text/plain; charset=utf-8", b"not found")

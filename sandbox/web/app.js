@@ -4,8 +4,11 @@
 "use strict";
 
 (function () {
-  const { STATE_LABELS, $, el, setBilingual, request, sleep } = window.Sandbox;
+  const { sessionLabel, onConnection, $, el, setBilingual, request, sleep } = window.Sandbox;
   const POLL_WAIT_SECONDS = 20;
+  const POLL_TIMEOUT_MS = (POLL_WAIT_SECONDS + 15) * 1000; // a long-poll with no answer by then failed
+  // The takeover notice (sandbox/emulator/feed.py): a session a receptionist took was live.
+  const TAKEOVER_NOTICE = /接管了会话/;
   const MAX_FEED_ITEMS = 3000; // bounded: the page may stay open all day
   const MAX_RECORD_MS = 60000; // WeCom voice messages are at most 60 s
 
@@ -14,6 +17,7 @@
     accounts: [],
     customers: [],
     states: {},
+    live: {}, // pairKey → true once the session was seen in a state other than 4 (so 4 now means ended)
     kf: "",
     user: "",
     feed: [],
@@ -63,9 +67,28 @@
     return value === undefined || value === null ? null : Number(value);
   }
 
+  // State 4 is "ended" and "not started" alike (WeCom's table): it reads "ended" only once the session was
+  // live — seen in another state, or the feed shows the customer or a receptionist writing, or a takeover.
+  function sessionStarted(kf, user) {
+    const key = pairKey(kf, user);
+    if (app.live[key]) return true;
+    return app.feed.some(
+      (it) =>
+        it.open_kfid === kf &&
+        it.external_userid === user &&
+        (it.from === "customer" || it.from === "servicer" || (it.from === "system" && TAKEOVER_NOTICE.test(it.text || ""))),
+    );
+  }
+
+  // online: the emulator answered the last request; offline: it did not (retrying); connecting: not yet known.
   function setConn(stateName) {
+    if (ui.conn.dataset.state === stateName) return;
     ui.conn.dataset.state = stateName;
-    const labels = { online: ["已连接", "online"], offline: ["已断开", "offline"], connecting: ["连接中", "connecting"] };
+    const labels = {
+      online: ["已连接", "online"],
+      offline: ["已断开，重连中", "offline, retrying"],
+      connecting: ["连接中", "connecting"],
+    };
     setBilingual(ui.conn, labels[stateName][0], labels[stateName][1]);
   }
 
@@ -75,6 +98,9 @@
     app.accounts = data.accounts || [];
     app.customers = data.customers || [];
     app.states = data.states || {};
+    Object.entries(app.states).forEach(([key, value]) => {
+      if (value !== null && value !== undefined && Number(value) !== 4) app.live[key] = true;
+    });
     if (!app.accounts.some((a) => a.open_kfid === app.kf)) app.kf = app.accounts.length ? app.accounts[0].open_kfid : "";
     if (!app.customers.some((c) => c.external_userid === app.user)) {
       app.user = app.customers.length ? app.customers[0].external_userid : "";
@@ -134,8 +160,14 @@
       ui.chatSub.textContent = "客服 KF: " + accountName(app.kf) + " · " + app.user;
     }
     const state = currentState();
+    const started = state !== null && sessionStarted(app.kf, app.user);
     ui.sessionState.dataset.state = state === null ? "" : String(state);
-    ui.sessionState.textContent = state === null ? "" : "会话 session: " + (STATE_LABELS[state] || state);
+    ui.sessionState.dataset.started = started ? "1" : "0";
+    ui.sessionState.textContent = "";
+    if (state !== null) {
+      const [zh, en] = sessionLabel(state, started);
+      setBilingual(ui.sessionState, "会话：" + zh, "session: " + en);
+    }
     [ui.enter, ui.send, ui.servicerSend, ui.takeover, ui.handback].forEach((b) => {
       b.disabled = !has;
     });
@@ -202,8 +234,8 @@
   async function feedLoop() {
     for (;;) {
       try {
-        const data = await request("GET", "feed?since=" + app.feedNext + "&wait=" + POLL_WAIT_SECONDS);
-        setConn("online");
+        const path = "feed?since=" + app.feedNext + "&wait=" + POLL_WAIT_SECONDS;
+        const data = await request("GET", path, undefined, POLL_TIMEOUT_MS);
         const items = data.items || [];
         if (typeof data.next === "number") app.feedNext = data.next;
         if (items.length) {
@@ -211,7 +243,7 @@
           await refreshState();
         }
       } catch (err) {
-        setConn("offline");
+        // request() has marked the page offline (no answer); the next answer marks it online again.
         await sleep(1500);
       }
     }
@@ -351,6 +383,21 @@
     });
   }
 
+  // On narrow screens the protocol log sits below the chat, collapsed until opened; wider, it is a column.
+  function setupProtocolToggle() {
+    const pane = $("protocol");
+    const toggle = $("protocol-toggle");
+    const narrow = window.matchMedia ? window.matchMedia("(max-width: 899px)") : null;
+    function show(open) {
+      pane.classList.toggle("collapsed", !open);
+      toggle.setAttribute("aria-expanded", open ? "true" : "false");
+      setBilingual(toggle, open ? "收起" : "展开", open ? "hide" : "show");
+    }
+    show(!(narrow && narrow.matches));
+    toggle.addEventListener("click", () => show(pane.classList.contains("collapsed")));
+    if (narrow && narrow.addEventListener) narrow.addEventListener("change", (e) => show(!e.matches));
+  }
+
   async function ensureCustomer() {
     if (app.customers.length) return;
     const data = await request("POST", "customers", { nickname: "微信用户" });
@@ -397,6 +444,10 @@
     bindUpload($("upload-file"), "file");
     bindUpload($("upload-voice"), "voice");
     setupRecorder();
+    setupProtocolToggle();
+    // Every answer from the emulator (page actions and both long-polls) turns the status to connected,
+    // every failed request to disconnected; not only the first long-poll, which may wait 20 s.
+    onConnection((ok) => setConn(ok ? "online" : "offline"));
     renderHeader();
     for (let attempt = 0; attempt < 20; attempt += 1) {
       try {
@@ -404,7 +455,6 @@
         await ensureCustomer();
         break;
       } catch (err) {
-        setConn("offline");
         await sleep(1000);
       }
     }

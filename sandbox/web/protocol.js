@@ -159,7 +159,8 @@ window.SandboxProtocol = (function () {
   async function loop() {
     for (;;) {
       try {
-        const data = await request("GET", "protocol?since=" + state.next + "&wait=" + POLL_WAIT_SECONDS);
+        const path = "protocol?since=" + state.next + "&wait=" + POLL_WAIT_SECONDS;
+        const data = await request("GET", path, undefined, (POLL_WAIT_SECONDS + 15) * 1000);
         if (typeof data.next === "number") state.next = data.next;
         const items = data.items || [];
         if (items.length) {

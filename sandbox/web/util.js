@@ -4,13 +4,39 @@
 window.Sandbox = (function () {
   const API = "/sandbox/api/";
 
+  // WeCom's session states (https://developer.work.weixin.qq.com/document/path/94669). State 4 is both
+  // "ended" and "not started": a fresh session is 4 before anything happened.
   const STATE_LABELS = {
     0: "未处理 new",
     1: "智能助手接待 bot",
     2: "排队中 queued",
     3: "人工接待 human",
-    4: "已结束 ended",
+    4: "已结束/未开始 ended / not started",
   };
+
+  // The chat header's label [Chinese, English]: state 4 reads "未开始" until the session has been live
+  // ("started"), "已结束" after.
+  const SESSION_LABELS = {
+    0: ["未处理", "new"],
+    1: ["智能助手接待", "bot"],
+    2: ["排队中", "queued"],
+    3: ["人工接待", "human"],
+  };
+  function sessionLabel(state, started) {
+    if (state === 4) return started ? ["已结束", "ended"] : ["未开始", "not started"];
+    return SESSION_LABELS[state] || [String(state), ""];
+  }
+
+  // Whether the emulator answers: every request reports here (an HTTP answer, even an error, means
+  // connected; no answer, a network error or a timeout means not).
+  const connectionListeners = [];
+  function onConnection(listener) {
+    connectionListeners.push(listener);
+  }
+  function reportConnection(ok) {
+    connectionListeners.forEach((listener) => listener(ok));
+  }
+
   function $(id) {
     return document.getElementById(id);
   }
@@ -36,14 +62,28 @@ window.Sandbox = (function () {
     return [zh + " ", el("span", { className: "en", text: en })];
   }
 
-  async function request(method, path, body) {
+  // timeoutMs: give up (and report no connection) when the answer takes longer, e.g. a long-poll's
+  // wait plus a margin; without it a stalled server would leave the page looking connected.
+  async function request(method, path, body, timeoutMs) {
     const init = { method: method, headers: {} };
     if (body instanceof FormData) init.body = body;
     else if (body !== undefined) {
       init.headers["Content-Type"] = "application/json";
       init.body = JSON.stringify(body);
     }
-    const resp = await fetch(API + path, init);
+    const controller = timeoutMs && window.AbortController ? new AbortController() : null;
+    const timer = controller ? setTimeout(() => controller.abort(), timeoutMs) : null;
+    if (controller) init.signal = controller.signal;
+    let resp;
+    try {
+      resp = await fetch(API + path, init);
+    } catch (err) {
+      reportConnection(false);
+      throw new Error(controller && controller.signal.aborted ? "超时 timed out" : "无法连接 no connection");
+    } finally {
+      if (timer) clearTimeout(timer);
+    }
+    reportConnection(true);
     let data = null;
     try {
       data = await resp.json();
@@ -81,5 +121,5 @@ window.Sandbox = (function () {
     bilingual(zh, en).forEach((n) => node.appendChild(typeof n === "string" ? document.createTextNode(n) : n));
   }
 
-  return { STATE_LABELS, $, el, bilingual, setBilingual, request, sleep, clock, clip };
+  return { STATE_LABELS, sessionLabel, onConnection, $, el, bilingual, setBilingual, request, sleep, clock, clip };
 })();

@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import struct
 import tempfile
@@ -32,6 +33,7 @@ from sandbox.launcher import SANDBOX_WELCOME_TEXT, SandboxHandle, start_sandbox
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT = ROOT / "test-output" / "sandbox.png"
+PHONE_SCREENSHOT = ROOT / "test-output" / "sandbox-360.png"
 WAIT = 20.0  # seconds for anything the page should show; a bound, not an expectation
 QUIET = 1.5  # seconds we keep watching to be sure the bot stays silent
 
@@ -187,7 +189,7 @@ def test_text_round_trip(page: Any) -> None:
     add_customer(page, "Alice")
     send_text(page, "你好 sandbox")
     wait_for(page, lambda: any("你说：你好 sandbox" in t for t in bot_texts(page)), "the echo reply")
-    # Between them the page may show system notes (the bot claiming the session: service_state -> 1).
+    # Between them the page may show system notes (the bot claiming the session: service_state 1).
     shown = [m["from"] for m in messages(page) if m["from"] != "system"]
     assert shown == ["customer", "bot"]
 
@@ -452,3 +454,186 @@ def test_screenshot_of_a_conversation(page: Any, tmp_path: Path) -> None:
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     assert page.save_screenshot(str(SCREENSHOT))
     assert SCREENSHOT.stat().st_size > 10_000
+
+
+# ---------- narrow windows, the root address, the status, notices and session states ----------
+
+CJK = re.compile("[\u4e00-\u9fff]")
+NOTICES_JS = """
+return Array.from(document.querySelectorAll('#messages [data-from="system"]')).map(m => m.innerText);
+"""
+FITS_JS = """
+const r = arguments[0].getBoundingClientRect();
+return r.width > 0 && r.height > 0 && r.left >= 0 && r.right <= window.innerWidth;
+"""
+# The element itself (not something covering it) is what a tap at its centre reaches.
+REACHABLE_JS = """
+const e = arguments[0]; e.scrollIntoView({block: 'center'});
+const r = e.getBoundingClientRect();
+const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+return hit === e || e.contains(hit);
+"""
+NO_SIDEWAYS_SCROLL_JS = "return document.documentElement.scrollWidth <= window.innerWidth"
+
+
+@contextlib.contextmanager
+def viewport(driver: Any, width: int, height: int, mobile: bool) -> Iterator[None]:
+    """The page at ``width`` x ``height`` CSS px (``mobile``: a phone's viewport), then the window's again."""
+    metrics = {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile}
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
+    try:
+        assert driver.execute_script("return window.innerWidth") == width
+        yield
+    finally:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+def open_page(driver: Any, url: str) -> Any:
+    driver.get(url)
+    wait_for(
+        driver, lambda: driver.execute_script("return document.body.dataset.ready === '1'"), "page ready"
+    )
+    return driver
+
+
+def assert_chat_usable(driver: Any, nickname: str) -> None:
+    """Add a customer, check the message box and the send button are on screen and reachable, send a
+    message and see it and the bot's echo; the page never scrolls sideways."""
+    add_customer(driver, nickname)
+    for testid in ("message-input", "send-button"):
+        element = by_id(driver, testid)
+        assert element.is_displayed() and element.is_enabled(), testid
+        assert driver.execute_script(REACHABLE_JS, element), f"{testid} is covered"
+        assert driver.execute_script(FITS_JS, element), f"{testid} is not inside the window's width"
+    text = f"{nickname} 窄屏"
+    send_text(driver, text)
+    wait_for(driver, lambda: any(f"你说：{text}" in t for t in bot_texts(driver)), "the echo reply")
+    assert driver.execute_script(NO_SIDEWAYS_SCROLL_JS), driver.execute_script(
+        "return [document.documentElement.scrollWidth, window.innerWidth]"
+    )
+
+
+def test_phone_width_one_column_chat_first(driver: Any, sandbox_app: tuple[SandboxHandle, Any]) -> None:
+    handle, _ = sandbox_app
+    with viewport(driver, 360, 740, mobile=True):
+        open_page(driver, handle.url)
+        assert driver.execute_script(NO_SIDEWAYS_SCROLL_JS)
+        assert_chat_usable(driver, "Pia")
+        tops = driver.execute_script(
+            "return ['.chat', '.sidebar', '.protocol'].map(s => document.querySelector(s)"
+            ".getBoundingClientRect().top + window.scrollY)"
+        )
+        assert tops == sorted(tops), f"one column, the chat first: {tops}"
+        # The protocol log sits below, collapsed until opened; open, it still fits the width.
+        assert not by_id(driver, "protocol-list").is_displayed()
+        toggle = by_id(driver, "protocol-toggle")
+        assert toggle.get_attribute("aria-expanded") == "false"
+        toggle.click()
+        wait_for(driver, lambda: by_id(driver, "protocol-list").is_displayed(), "the protocol log opened")
+        wait_for(driver, lambda: protocol(driver), "protocol entries")
+        assert driver.execute_script(NO_SIDEWAYS_SCROLL_JS)
+        assert driver.execute_script(FITS_JS, by_id(driver, "protocol-list"))
+        toggle.click()
+        wait_for(driver, lambda: not by_id(driver, "protocol-list").is_displayed(), "the log collapsed")
+        driver.execute_script("window.scrollTo(0, 0)")
+        PHONE_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        assert driver.save_screenshot(str(PHONE_SCREENSHOT))
+    assert PHONE_SCREENSHOT.stat().st_size > 5_000
+
+
+def test_1024_width_three_columns_fit(driver: Any, sandbox_app: tuple[SandboxHandle, Any]) -> None:
+    handle, _ = sandbox_app
+    with viewport(driver, 1024, 768, mobile=False):
+        open_page(driver, handle.url)
+        assert_chat_usable(driver, "Tess")
+        boxes = driver.execute_script(
+            "return ['.sidebar', '.chat', '.protocol'].map(s => {"
+            "const r = document.querySelector(s).getBoundingClientRect(); return [r.left, r.right, r.top];})"
+        )
+        (_, side_right, side_top), (chat_left, chat_right, chat_top), (log_left, log_right, log_top) = boxes
+        assert side_top == chat_top == log_top, boxes
+        assert side_right <= chat_left and chat_right <= log_left and log_right <= 1024, boxes
+        assert by_id(driver, "protocol-list").is_displayed()
+        assert not by_id(driver, "protocol-toggle").is_displayed()
+
+
+def test_status_turns_connected_and_back(driver: Any, sandbox_app: tuple[SandboxHandle, Any]) -> None:
+    handle, _ = sandbox_app
+    open_page(driver, handle.url)
+    status = by_id(driver, "conn-status")
+    # Well before the first long-poll's 20 s wait ends, whether or not anything arrived.
+    wait_for(driver, lambda: status.get_attribute("data-state") == "online", "connected", timeout=5.0)
+    assert "已连接" in status.text
+    # The emulator stops answering (every fetch fails): the status says so, and recovers after.
+    driver.execute_script(
+        "window.__fetch = window.fetch;"
+        "window.fetch = () => Promise.reject(new TypeError('emulator unreachable (test)'));"
+    )
+    try:
+        by_id(driver, "message-input").send_keys("断线")
+        by_id(driver, "send-button").click()
+        wait_for(driver, lambda: status.get_attribute("data-state") == "offline", "disconnected")
+        assert "断开" in status.text
+    finally:
+        driver.execute_script("window.fetch = window.__fetch;")
+    wait_for(driver, lambda: status.get_attribute("data-state") == "online", "connected again")
+    assert "已连接" in status.text
+
+
+def test_takeover_notice_is_chinese(page: Any) -> None:
+    add_customer(page, "Hana")
+    by_id(page, "takeover").click()
+    notice = wait_for(
+        page,
+        lambda: next((n for n in page.execute_script(NOTICES_JS) if "接管" in n), None),
+        "the takeover notice",
+    )
+    assert "zhangsan" in notice and "took over" not in notice
+    by_id(page, "handback").click()
+    wait_for(page, lambda: any("结束" in n for n in page.execute_script(NOTICES_JS)), "the hand-back notice")
+    notices = page.execute_script(NOTICES_JS)
+    assert notices and all(CJK.search(n) for n in notices), notices
+    assert not any(word in n for n in notices for word in ("session", "customer", "->")), notices
+
+
+def session_badge(driver: Any) -> tuple[str, str]:
+    badge = by_id(driver, "session-state")
+    return str(badge.get_attribute("data-state")), str(badge.text)
+
+
+def test_fresh_session_is_not_shown_as_ended(page: Any, sandbox_app: tuple[SandboxHandle, Any]) -> None:
+    handle, _ = sandbox_app
+    user = add_customer(page, "Ivan")
+    assert "已结束" not in session_badge(page)[1]
+    by_id(page, "enter-session").click()
+    wait_for(page, lambda: any(SANDBOX_WELCOME_TEXT in t for t in bot_texts(page)), "the welcome text")
+    # State 4 is WeCom's "ended / not started": entered, nothing ended yet.
+    wait_for(page, lambda: session_badge(page)[0] == "4", "state 4 in the badge")
+    assert "未开始" in session_badge(page)[1] and "已结束" not in session_badge(page)[1]
+
+    send_text(page, "你好")
+    wait_for(page, lambda: any("你说：你好" in t for t in bot_texts(page)), "the echo reply")
+    assert "已结束" not in session_badge(page)[1]
+    by_id(page, "takeover").click()
+    wait_for(page, lambda: session_badge(page)[0] == "3", "state 3 (human)")
+    by_id(page, "handback").click()
+    wait_for(page, lambda: session_badge(page)[0] == "4", "state 4 after the hand-back")
+    assert "已结束" in session_badge(page)[1]
+
+    # A reloaded page tells the two apart from the conversation it reads back.
+    open_page(page, handle.url)
+    # In one script: the list is redrawn whenever the feed brings something (a found element may go stale).
+    page.execute_script(f"document.querySelector('.customer-item[data-userid=\"{user}\"]').click()")
+    wait_for(page, lambda: "Ivan" in by_id(page, "chat-title").text, "Ivan selected again")
+    wait_for(page, lambda: "已结束" in session_badge(page)[1], "still ended after a reload")
+
+
+def test_root_address_redirects_to_the_page(driver: Any, sandbox_app: tuple[SandboxHandle, Any]) -> None:
+    handle, _ = sandbox_app
+    root = handle.emulator.base_url  # the emulator's address as the log prints it
+    answer = requests.get(root, allow_redirects=False, timeout=5)
+    assert answer.status_code == 302, (answer.status_code, answer.text)
+    assert requests.compat.urljoin(root, answer.headers["Location"]) == handle.url
+    open_page(driver, root)
+    assert driver.current_url == handle.url
+    assert by_id(driver, "message-input").is_displayed()
