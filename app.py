@@ -3,7 +3,9 @@
 Loads the configuration, configures logging (the only place that does), loads plugins, starts every
 channel named by ``channel_type`` in its own thread and stops them cleanly on SIGINT/SIGTERM.
 Exit codes: 0 after a clean stop, 1 when a channel crashed, 2 for a configuration problem (among
-them bot settings that could only fake or fail every answer: no model key, an unknown bot_type).
+them bot settings that could only fake or fail every answer: no model key, an unknown bot_type; and
+a channel that cannot start here: its ``check_startup()`` or ``startup()`` raised ValueError, e.g.
+a port in use). Each exit 2 is one line on stderr without a traceback: restarting cannot help.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="chatgpt-on-wechat compatible runtime")
     parser.add_argument("--config", help="path of config.json (default: config.json next to app.py)")
     parser.add_argument("--sandbox", action="store_true", help="run against the local WeCom emulator")
+    parser.add_argument("--doctor", action="store_true", help="check the deployment: one line per check")
     return parser.parse_args(argv)
 
 
@@ -75,6 +78,7 @@ class App:
         self.threads: list[threading.Thread] = []
         self.stop_requested = threading.Event()
         self.crashed = threading.Event()
+        self.cannot_start: str | None = None  # why a channel's startup() refused to start
         self.sandbox: Any = None
 
     def create_channels(self, names: list[str]) -> None:
@@ -83,9 +87,20 @@ class App:
         for name in names:
             self.channels.append(create_channel(name))
 
+    def check_channels(self) -> None:
+        """Before any thread starts: ValueError from a channel that cannot start (a port in use, an
+        unusable state directory), so that is one line and exit 2 rather than a crashed thread."""
+        for channel in self.channels:
+            check = getattr(channel, "check_startup", None)
+            if callable(check):
+                check()
+
     def _serve(self, channel: Channel) -> None:
         try:
             channel.startup()
+        except ValueError as exc:  # the channel cannot start as configured (e.g. its port was taken)
+            logger.error("channel %s cannot start", channel.channel_type)
+            self.cannot_start = str(exc)
         except Exception:
             logger.exception("channel %s crashed", channel.channel_type)
             self.crashed.set()
@@ -146,6 +161,13 @@ def run(argv: list[str] | None = None) -> int:
 
         app.sandbox = start_sandbox(config.conf())
         print(f"sandbox: {app.sandbox.url}", flush=True)
+    if args.doctor:
+        from channel.wechatcom_kf.doctor import run_doctor
+
+        try:
+            return run_doctor(config.conf(), sandbox=args.sandbox)
+        finally:
+            app.shutdown(timeout=1.0)  # stops the sandbox, if one was started
     problem = check_bot(sandbox=args.sandbox)
     if problem:
         app.shutdown(timeout=1.0)
@@ -158,12 +180,19 @@ def run(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         app.shutdown(timeout=1.0)
         return fail(f"configuration error: {exc}")
+    try:
+        app.check_channels()
+    except ValueError as exc:
+        app.shutdown(timeout=1.0)
+        return fail(f"cannot start: {exc}")
     if not app.channels:
         app.shutdown(timeout=1.0)
         return fail("configuration error: channel_type names no channel")
     app.start()
     app.stop_requested.wait()
     app.shutdown(timeout=float(config.conf().get("shutdown_timeout_seconds", 10.0)) + 5.0)
+    if app.cannot_start is not None:
+        return fail(f"cannot start: {app.cannot_start}")
     return EXIT_CRASHED if app.crashed.is_set() else EXIT_OK
 
 

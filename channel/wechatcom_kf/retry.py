@@ -7,6 +7,7 @@ Each operation retries at exactly one level, so retries never multiply by nestin
   their keyed worker, so no thread sleeps through an outage;
 - other API calls (session state, media, welcome) retry inline in the client (``QUICK``);
 - an expired access_token is re-fetched at most once per call (not a retry of this policy);
+- refused credentials stop token fetches for ``CREDENTIALS``' delay (``api/transport.py``);
 - state store calls retry inline where they happen (``STORE``), until the store is back or the channel
   stops (see ``store/resilient.py``).
 """
@@ -85,3 +86,6 @@ PULL = RetryPolicy(base=0.5, cap=30.0)
 SEND = RetryPolicy(base=1.0, cap=15.0)
 # State store calls: until the store is back, or the channel stops.
 STORE = RetryPolicy(base=0.2, cap=2.0)
+# gettoken after WeCom refused the credentials (wrong secret, untrusted IP): 1-2 min, growing to 5-10 min,
+# because repeated wrong secrets get the server's IP blocked for an hour.
+CREDENTIALS = RetryPolicy(base=120.0, cap=600.0)

@@ -11,16 +11,26 @@ channel are accepted as aliases; the ``wechatcom_kf`` names are primary.
 from __future__ import annotations
 
 import os
+import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
+from . import setting_spec
 from .desk.config import DeskConfig
 from .desk.settings import DESK_SETTING_NAMES, DESK_SETTINGS
 from .host import safe_get
-from .setting_spec import SettingSpec, coerce_setting_value, parse_setting_value
+from .setting_spec import SettingSpec
 
 WECOM_API_BASE = "https://qyapi.weixin.qq.com/cgi-bin/"
+AES_KEY_LENGTH = 43
+_AES_KEY_ALPHABET = frozenset(string.ascii_letters + string.digits + "+/")
+
+
+class StartupError(ValueError):
+    """The channel cannot start as configured here (a value out of range, a port in use, an unusable
+    state directory or state file). The message is one line, Chinese then English, naming the setting
+    and the fix; no traceback helps the operator."""
 
 
 CORE_SETTINGS: tuple[SettingSpec, ...] = (
@@ -233,6 +243,23 @@ CORE_SETTINGS: tuple[SettingSpec, ...] = (
         "Redis 键前缀（多套部署共用一个 Redis 时区分）/ prefix of the Redis keys (tells deployments "
         "sharing one Redis apart)",
     ),
+    SettingSpec(
+        "wechatcom_kf_metrics_port",
+        0,
+        int,
+        "WECHATCOM_KF_METRICS_PORT",
+        "Prometheus 指标端口（/metrics，需 prometheus_client）；0 表示关闭（默认），不能与回调端口相同 / "
+        "port of the Prometheus metrics server (/metrics, needs prometheus_client); 0 = off (the "
+        "default); never the callback port",
+    ),
+    SettingSpec(
+        "wechatcom_kf_metrics_host",
+        "127.0.0.1",
+        str,
+        "WECHATCOM_KF_METRICS_HOST",
+        "指标服务监听地址；默认只在本机，公网无法读取 / address the metrics server listens on; loopback by "
+        "default, so the public cannot read it",
+    ),
 )
 KF_SETTINGS: tuple[SettingSpec, ...] = CORE_SETTINGS + DESK_SETTINGS
 ALIAS_OF = {alias: spec.name for spec in KF_SETTINGS for alias in spec.aliases}
@@ -265,6 +292,8 @@ class KfSettings:
     wechatcom_kf_redis_url: str
     wechatcom_kf_redis_cluster: bool
     wechatcom_kf_redis_prefix: str
+    wechatcom_kf_metrics_port: int
+    wechatcom_kf_metrics_host: str
     desk: DeskConfig = field(default_factory=DeskConfig.defaults)
 
     def missing_required(self) -> list[str]:
@@ -282,6 +311,79 @@ class KfSettings:
 
 
 _MISSING = object()
+
+
+def parse_setting_value(raw: str, kind: type) -> Any:
+    """``setting_spec.parse_setting_value``; a number that is none says so in both languages."""
+    if kind in (int, float):
+        return _number(raw, kind)
+    return setting_spec.parse_setting_value(raw, kind)
+
+
+def coerce_setting_value(value: Any, kind: type) -> Any:
+    """``setting_spec.coerce_setting_value``, with :func:`parse_setting_value`'s number messages."""
+    if kind in (int, float) and isinstance(value, str):
+        return _number(value, kind)
+    return setting_spec.coerce_setting_value(value, kind)
+
+
+def _number(raw: str, kind: type) -> int | float:
+    try:
+        return int(raw.strip()) if kind is int else float(raw.strip())
+    except ValueError:
+        zh, en = ("整数", "an integer") if kind is int else ("数字", "a number")
+        raise ValueError(f"应为{zh}，实际为 {raw!r} / expected {en}, got {raw!r}") from None
+
+
+def setting_source(name: str, environ: Mapping[str, str]) -> tuple[str, str]:
+    """Where ``name``'s value came from, (Chinese, English): its environment variable wins when set."""
+    spec = next(spec for spec in KF_SETTINGS if spec.name == name)
+    for env_name in [spec.env or "", *(alias.upper() for alias in spec.aliases)]:
+        if env_name and env_name in environ:
+            return f"环境变量 {env_name}", f"environment variable {env_name}"
+    return name, name
+
+
+def aes_key_problem(key: str) -> str | None:
+    """Which rule a non-empty ``wechatcom_kf_aes_key`` breaks (exactly 43 of A-Z a-z 0-9 + /), or None.
+
+    Never shows the key: it is a secret.
+    """
+    fix_zh = "请从 接收消息 → 设置API接收 重新复制 EncodingAESKey"
+    fix_en = "copy the EncodingAESKey again from 接收消息 → 设置API接收 (receive messages → API settings)"
+    if len(key) != AES_KEY_LENGTH:
+        spaces = len(key.strip()) == AES_KEY_LENGTH
+        extra_zh, extra_en = ("（首尾有空白）", " (with whitespace around it)") if spaces else ("", "")
+        return (
+            f"wechatcom_kf_aes_key 有 {len(key)} 个字符{extra_zh}，应恰好 {AES_KEY_LENGTH} 个：{fix_zh} / "
+            f"wechatcom_kf_aes_key has {len(key)} characters{extra_en}, not exactly {AES_KEY_LENGTH}: "
+            f"{fix_en}"
+        )
+    bad = next((i for i, char in enumerate(key) if char not in _AES_KEY_ALPHABET), None)
+    if bad is None:
+        return None
+    return (
+        f"wechatcom_kf_aes_key 的第 {bad + 1} 个字符不是 A-Z a-z 0-9 + / 之一：{fix_zh} / "
+        f"character {bad + 1} of wechatcom_kf_aes_key is not one of A-Z a-z 0-9 + /: {fix_en}"
+    )
+
+
+def port_problem(port: int, environ: Mapping[str, str]) -> str | None:
+    """``wechatcom_kf_port`` outside 0-65535 (0: any free port, for tests), or None."""
+    if 0 <= port <= 65535:
+        return None
+    zh, en = setting_source("wechatcom_kf_port", environ)
+    return (
+        f"回调端口 {zh} 的值 {port} 超出范围：请设为 1 到 65535 之间的端口（默认 9899）/ "
+        f"{en} is {port}, out of range: set it to a port between 1 and 65535 (default 9899)"
+    )
+
+
+def invalid_setting(settings: KfSettings, environ: Mapping[str, str] | None = None) -> str | None:
+    """The first value that cannot work (port range, AES key format), or None; run after
+    ``missing_required``, so an empty key is reported as missing."""
+    environ = os.environ if environ is None else environ
+    return port_problem(settings.wechatcom_kf_port, environ) or aes_key_problem(settings.wechatcom_kf_aes_key)
 
 
 def _read_one(

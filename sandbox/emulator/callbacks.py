@@ -9,6 +9,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import requests
+from requests.adapters import HTTPAdapter
 
 from sandbox.emulator.crypto import kf_event_xml
 from sandbox.emulator.redact import shorten
@@ -18,6 +19,29 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 POOL_WORKERS = 4
+
+
+class _SourceAddressAdapter(HTTPAdapter):
+    """Connects from ``source`` (a local address, port chosen by the kernel): e.g. 127.0.0.2 to play
+    one of WeCom's callback IPs while other loopback clients stay on 127.0.0.1."""
+
+    def __init__(self, source: str) -> None:
+        self._source = source
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["source_address"] = (self._source, 0)
+        super().init_poolmanager(*args, **kwargs)
+
+
+def _request(source: str | None, method: str, url: str, timeout: float, **kwargs: Any) -> requests.Response:
+    """``requests.request`` (a fresh session per call, as it does), bound to ``source`` when given."""
+    with requests.Session() as session:
+        if source:
+            adapter = _SourceAddressAdapter(source)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+        return session.request(method, url, timeout=timeout, **kwargs)
 
 
 class CallbackSender:
@@ -104,7 +128,8 @@ class CallbackSender:
         state.add_protocol(entry, pending=True)
         status, content, error = 0, b"", None
         try:
-            resp = requests.request(method, url, timeout=self._emu.callback_timeout, **kwargs)
+            source = self._emu.callback_source_address
+            resp = _request(source, method, url, self._emu.callback_timeout, **kwargs)
             status, content = resp.status_code, resp.content
         except requests.RequestException as exc:
             error = type(exc).__name__

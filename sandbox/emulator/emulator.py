@@ -75,6 +75,10 @@ class WeComEmulator(ActionsMixin):
         self.callback_timeout = 5.0
         self.media_bytes_cap: int | None = media.MEDIA_BYTES_CAP  # oldest media dropped past it
         self.callback_ips: list[str] = list(DEFAULT_CALLBACK_IPS)  # what getcallbackip answers
+        # The local address callbacks, URL verifications and raw posts are sent from (None: the
+        # kernel's choice, 127.0.0.1 on loopback); e.g. "127.0.0.2" to come from one of callback_ips.
+        self.callback_source_address: str | None = None
+        self.account_list_empty = False  # True: kf/account/list lists none (no account bound to the app)
         self._tokenless: dict[str, deque[float]] = {}
         self._callbacks = CallbackSender(self)
         self._httpd: server.EmulatorHTTPServer | None = None

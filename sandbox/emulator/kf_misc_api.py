@@ -127,7 +127,8 @@ def account_list(emu: WeComEmulator, req: ApiRequest) -> dict[str, Any]:
     if not isinstance(offset, int) or not isinstance(limit, int) or offset < 0 or not 1 <= limit <= 100:
         raise ApiError(40058, "invalid offset or limit")
     with emu.state.lock:
-        accounts = list(emu.state.accounts.values())[offset : offset + limit]
+        accounts = [] if emu.account_list_empty else list(emu.state.accounts.values())
+        accounts = accounts[offset : offset + limit]
         listed = [
             {"open_kfid": a.open_kfid, "name": a.name, "avatar": "", "manage_privilege": True}
             for a in accounts

@@ -188,6 +188,11 @@ class KfApi:
                     found[str(customer["external_userid"])] = customer
         return found
 
+    def list_accounts(self) -> list[dict[str, Any]]:
+        """KF accounts this app sees (first 100): https://developer.work.weixin.qq.com/document/path/94661"""
+        result = self._post("kf/account/list", {"offset": 0, "limit": 100})
+        return [a for a in result.get("account_list") or [] if isinstance(a, dict) and a.get("open_kfid")]
+
     def list_servicers(self, open_kfid: str) -> list[Servicer]:
         """Receptionists of an account: https://developer.work.weixin.qq.com/document/path/94645"""
         path = "kf/servicer/list"

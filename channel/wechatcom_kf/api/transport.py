@@ -4,7 +4,9 @@ wechatpy 1.8.18's own retry on 40001/40014/42001 recurses without a cap, so the 
 ``auto_retry=False`` and the token is refreshed here, at most once per call. Its ``gettoken`` URL is
 hard-coded, so ``fetch_access_token`` is overridden to use the configured base (the emulator).
 Retryable failures are retried by the :class:`~..retry.RetryPolicy` the caller passes (``ONCE`` for
-calls whose caller retries itself, see ``retry.py``).
+calls whose caller retries itself, see ``retry.py``). A ``gettoken`` that refuses the credentials
+(wrong secret or corp id, API not allowed, untrusted IP) is reported once with the fix, and token
+fetches then back off (:class:`CredentialBackoff`): WeCom blocks an IP that repeats wrong secrets.
 """
 
 from __future__ import annotations
@@ -26,14 +28,16 @@ from wechatpy.exceptions import WeChatClientException
 from ..errors import (
     KfAccessTokenInvalid,
     KfApiError,
+    KfCredentialError,
     KfDuplicateMsgId,
     KfError,
     KfNetworkError,
     KfRateLimited,
     error_for,
 )
+from ..metrics import observed_token_fetch
 from ..redaction import redact, register_secret
-from ..retry import RetryPolicy
+from ..retry import CREDENTIALS, RetryPolicy
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -80,6 +84,94 @@ def make_session(pool_size: int, base_url: str) -> requests.Session:
     return session
 
 
+# gettoken answers that no retry fixes: a setting or the WeCom admin console must change.
+CREDENTIAL_FIXES: dict[int, str] = {
+    40001: "check wechatcom_kf_secret (the Secret of the self-built app that may call the KF API: "
+    "应用管理 → 自建应用 → Secret) and that it belongs to wechatcom_corp_id",
+    40013: "wechatcom_corp_id is not a valid CorpID: copy it from 我的企业 → 企业信息 → 企业ID",
+    48002: "the app of wechatcom_kf_secret may not call this API: add it under 微信客服 → API → "
+    "可调用接口的应用 (a secret of the standalone 微信客服 admin does not work here)",
+    60020: "this server's IP is not a trusted IP of the app: add it under 应用管理 → the app → 企业可信IP",
+}
+
+
+class KfCredentialsRefused(KfCredentialError):
+    """gettoken refused the corp id, secret or server IP (``CREDENTIAL_FIXES``): not now.
+
+    Retryable by the callers that reschedule their work (a pull, a reply's delivery), never inline:
+    for ``retry_in`` seconds the transport refuses token fetches itself, without asking WeCom.
+    """
+
+    retryable = True
+
+    def __init__(self, message: str, *, errcode: int | None, errmsg: str, retry_in: float) -> None:
+        super().__init__(message, errcode=errcode, api="gettoken", errmsg=errmsg)
+        self.retry_in = retry_in
+
+
+class CredentialBackoff:
+    """No gettoken for ``policy.delay(n)`` after the n-th refusal in a row; a token resets it.
+
+    The first refusal of an errcode is logged as a WARNING with the fix, later ones at INFO. Used under
+    the transport's token lock: not thread-safe by itself.
+    """
+
+    def __init__(self, policy: RetryPolicy, clock: Callable[[], float] = time.monotonic) -> None:
+        self._policy = policy
+        self._clock = clock
+        self._refusals = 0
+        self._until = 0.0
+        self._last: KfCredentialsRefused | None = None
+        self._reported: set[int | None] = set()
+
+    def check(self) -> None:
+        """Raise the last refusal again, without asking WeCom, while backing off."""
+        last, left = self._last, self._until - self._clock()
+        if last is not None and left > 0:
+            raise KfCredentialsRefused(
+                f"gettoken not asked again for {left:.0f} s: {last}",
+                errcode=last.errcode,
+                errmsg=last.errmsg,
+                retry_in=left,
+            )
+
+    def refused(self, err: KfError) -> KfCredentialsRefused:
+        """Start (or lengthen) the backoff after WeCom refused the credentials with ``err``."""
+        self._refusals += 1
+        delay = self._policy.delay(self._refusals)
+        self._until = self._clock() + delay
+        fix = CREDENTIAL_FIXES.get(err.errcode or 0, "")
+        self._last = KfCredentialsRefused(
+            f"gettoken: errcode {err.errcode}: {err.errmsg} ({fix})",
+            errcode=err.errcode,
+            errmsg=err.errmsg,
+            retry_in=delay,
+        )
+        if err.errcode not in self._reported:
+            self._reported.add(err.errcode)
+            logger.warning(
+                "WeCom refused the credentials (gettoken errcode %s: %s): %s. No new access_token is asked "
+                "for %.0f s, then less and less often (WeCom blocks an IP that repeats wrong secrets); "
+                "pulls and replies wait meanwhile. Restart after changing a setting; a fix in the WeCom "
+                "admin console is picked up by the next attempt",
+                err.errcode,
+                err.errmsg,
+                fix,
+                delay,
+            )
+        else:
+            logger.info(
+                "WeCom still refuses the credentials (errcode %s); next try in %.0f s", err.errcode, delay
+            )
+        return self._last
+
+    def succeeded(self) -> None:
+        if self._refusals:
+            logger.info("WeCom accepted the credentials after %d refusal(s)", self._refusals)
+            self._refusals, self._until, self._last = 0, 0.0, None
+            self._reported.clear()
+
+
 class TokenClient(WeChatClient):
     """wechatpy's enterprise client with every URL, gettoken included, under ``api_base``."""
 
@@ -93,6 +185,7 @@ class TokenClient(WeChatClient):
         self._http = http
         self.fetch_count = 0
 
+    @observed_token_fetch  # outcomes for metrics and /readyz
     def fetch_access_token(self) -> dict[str, Any]:
         """https://developer.work.weixin.qq.com/document/path/91039"""
         self.fetch_count += 1
@@ -170,16 +263,23 @@ class Transport:
         self.session = session if session is not None else make_session(pool_size, api_base)
         self.client = TokenClient(corp_id, secret, api_base=api_base, timeout=timeout, http=self.session)
         self._token_lock = threading.Lock()  # one gettoken at a time: no stampede
+        self._credentials = CredentialBackoff(CREDENTIALS)
         self._closed = threading.Event()
 
     # --- token ----------------------------------------------------------------------------------------
 
     def token(self) -> str:
         with self._token_lock:
+            self._credentials.check()
             try:
-                return str(self.client.access_token)
+                token = str(self.client.access_token)
             except (requests.RequestException, WeChatClientException) as exc:
                 err = to_kf_error(exc, "gettoken")
+                if err.errcode in CREDENTIAL_FIXES:
+                    err = self._credentials.refused(err)
+            else:
+                self._credentials.succeeded()
+                return token
         if isinstance(err, KfNetworkError):
             err.ambiguous = False  # the call itself was not sent: repeating it is always safe
         raise err
@@ -200,6 +300,8 @@ class Transport:
         def retryable(err: Exception) -> bool:
             if not isinstance(err, KfError) or not err.retryable or self._closed.is_set():
                 return False
+            if isinstance(err, KfCredentialsRefused):
+                return False  # the backoff outlasts any inline retry; the caller's own retry comes later
             # A call that must not run twice is not resent after the request may have reached WeCom.
             return idempotent or not (isinstance(err, KfNetworkError) and err.ambiguous)
 
@@ -263,7 +365,9 @@ class Transport:
 
     @staticmethod
     def _log_failure(api: str, err: KfError) -> None:
-        if isinstance(err, KfDuplicateMsgId):
+        if isinstance(err, KfCredentialsRefused):
+            logger.debug("%s not sent: %s", api, err)  # CredentialBackoff reported it
+        elif isinstance(err, KfDuplicateMsgId):
             logger.info("%s: msgid already used, the message was sent before", api)
         elif err.retryable:
             logger.info("WeCom call failed (errcode=%s): %s", err.errcode, err)  # the caller retries

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from ..api import Servicer
 from ..errors import KfError, errcode_hint
+from ..metrics import NO_METRICS, KfMetrics
 from ..outbound.msgid import notice_msgid
 from ..session.takeover import Takeover
 
@@ -59,8 +60,11 @@ class HandoffRefused(Exception):
 
 
 class HandOff:
-    def __init__(self, api: HandoffApi, takeover: Takeover, *, queue_only: bool) -> None:
+    def __init__(
+        self, api: HandoffApi, takeover: Takeover, *, queue_only: bool, metrics: KfMetrics = NO_METRICS
+    ) -> None:
         self._api = api
+        self._metrics = metrics
         self._takeover = takeover
         self._queue_only = queue_only
         self._turns: dict[str, itertools.count[int]] = {}
@@ -81,10 +85,12 @@ class HandOff:
             transfer = self._transfer(open_kfid, user, to_queue or self._queue_only)
         except HandoffRefused as refused:
             logger.warning("hand-off of %s/%s (%s) not possible: %s", open_kfid, user, reason, refused.reason)
+            self._metrics.handoffs.labels("refused").inc()
             tell_failure()
             return False
         where = f"receptionist {transfer.servicer}" if transfer.servicer else "the queue"
         logger.info("handed %s/%s off to %s (%s)", open_kfid, user, where, reason)
+        self._metrics.handoffs.labels("receptionist" if transfer.servicer else "queue").inc()
         self._takeover.mark_human(open_kfid, user, f"handed off ({reason})")
         self._notify(key, transfer, notice_for(transfer))
         return True

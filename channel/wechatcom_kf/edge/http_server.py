@@ -14,6 +14,10 @@ versions other than 1.0/1.1, non-origin targets) and bound everything: head size
 then the rest of the body is read and dropped up to a limit so the client sees the answer), and what
 ``EdgeLimits`` bounds (deadlines per request phase, connections in all and per address, request rate
 per address; see limits.py). Every refusal is counted by kind and logged once a minute (Refusals).
+
+``/healthz`` (the loop answers) and ``/readyz`` (the service behind can take work) answer GET and HEAD
+for load balancers, from cached state only: an outsider cannot make them do I/O, and they pass the same
+gate (allowlist, per-address limits) as callbacks. Metrics are never served on this port.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import parse_qsl
 
 import h11
@@ -50,6 +54,10 @@ logger = logging.getLogger(__name__)
 
 CALLBACK_PATH = "/wxkf"
 _PATHS = frozenset({CALLBACK_PATH, CALLBACK_PATH + "/"})
+HEALTH_PATH = "/healthz"
+READY_PATH = "/readyz"
+_PROBE_PATHS = frozenset({HEALTH_PATH, READY_PATH})
+_PROBE_METHODS = (b"GET", b"HEAD")
 MAX_QUERY_FIELDS = 32
 DISCARD_LIMIT_BYTES = 1024 * 1024  # read and drop at most this much of a refused body, then close
 DEFAULT_LIMITS = EdgeLimits()
@@ -62,6 +70,23 @@ SWEEP_SECONDS = 1.0  # at most; shorter when a limit is shorter, so deadlines ar
 _METHODS = (b"GET", b"HEAD", b"POST")
 HEAD_DEADLINE = "head deadline"
 BODY_DEADLINE = "body deadline"
+
+
+@runtime_checkable
+class ReportsReadiness(Protocol):
+    """A handler that knows whether the service behind it can take work (``/readyz``); cached state."""
+
+    def not_ready_reason(self) -> str | None: ...
+
+
+class _ProbeAnswer(Response):
+    @property
+    def reason(self) -> str:
+        return "Service Unavailable" if self.status == 503 else super().reason
+
+
+ALIVE = _ProbeAnswer(200, "ok")
+READY = _ProbeAnswer(200, "ready")
 
 
 class _Connection(asyncio.Protocol):
@@ -266,6 +291,7 @@ class CallbackServer:
         self.limits = limits
         self.refusals = refusals if refusals is not None else Refusals(logger)
         self._gate = Gate(limits, allow, self.refusals)
+        self._readiness = handler.not_ready_reason if isinstance(handler, ReportsReadiness) else None
         self._answered: Counter[int] = Counter()
         self.ready = threading.Event()
         self._stopped = threading.Event()
@@ -368,6 +394,8 @@ class CallbackServer:
 
     def respond(self, request: h11.Request, body: bytes) -> Response:
         path, _, query_string = request.target.decode("latin-1").partition("?")
+        if path in _PROBE_PATHS:
+            return self._probe(path, request.method)
         if path not in _PATHS:
             self.refusals.refuse("unknown path")
             return NOT_FOUND
@@ -386,6 +414,16 @@ class CallbackServer:
         except Exception:
             logger.exception("callback failed unexpectedly")
             return INTERNAL_ERROR
+
+    def _probe(self, path: str, method: bytes) -> Response:
+        """``/healthz``: this loop answers. ``/readyz``: 503 with a one-line reason when not ready."""
+        if method not in _PROBE_METHODS:
+            self.refusals.refuse("method not allowed")
+            return METHOD_NOT_ALLOWED
+        reason = self._readiness() if path == READY_PATH and self._readiness is not None else None
+        if reason is not None:
+            return _ProbeAnswer(503, f"not ready: {reason}")
+        return ALIVE if path == HEALTH_PATH else READY
 
 
 def _resolve(signal: asyncio.Future[None]) -> None:

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterable
 
 from ..expiring import ExpiringKeys
+from ..metrics import NO_METRICS, KfMetrics
 from ..store.base import Inbox, StoreUnavailable
 
 logger = logging.getLogger(__name__)
@@ -24,8 +25,11 @@ MAX_FINISHED = 100_000
 
 
 class InFlight:
-    def __init__(self, store: Inbox, owner: str, lease_seconds: float) -> None:
+    def __init__(
+        self, store: Inbox, owner: str, lease_seconds: float, *, metrics: KfMetrics = NO_METRICS
+    ) -> None:
         self._store = store
+        self._metrics = metrics
         self._owner = owner
         self._lease = lease_seconds
         self._cond = threading.Condition()
@@ -36,8 +40,10 @@ class InFlight:
         """Start handling ``msgid``; False when it is in flight already."""
         with self._cond:
             if msgid in self._items or msgid in self._finished:
+                self._metrics.skipped.labels("duplicate").inc()
                 return False
             self._items[msgid] = open_kfid
+            self._metrics.accepted.inc()
             return True
 
     def finish(self, open_kfid: str, msgids: Iterable[str]) -> None:
@@ -49,6 +55,7 @@ class InFlight:
         for msgid in msgids:
             try:
                 self._store.finish(open_kfid, msgid)
+                self._metrics.finished.inc()
             except StoreUnavailable:
                 logger.warning("channel stopping: %s stays pending for the next start", msgid)
             with self._cond:

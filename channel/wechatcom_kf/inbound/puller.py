@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..errors import KfError, KfSyncTokenInvalid
+from ..metrics import NO_METRICS, KfMetrics
 from ..oncelog import OutageLog
 from ..redaction import redact
 from ..retry import PULL, RetryPolicy
@@ -87,8 +88,10 @@ class Puller:
         lock_ttl: float = LOCK_TTL_SECONDS,
         policy: RetryPolicy = PULL,
         clock: Callable[[], float] = time.time,
+        metrics: KfMetrics = NO_METRICS,
     ) -> None:
         self._api = api
+        self._metrics = metrics
         self._store = store
         self._router = router
         self._workers = workers
@@ -176,7 +179,9 @@ class Puller:
             return
         except Exception:
             logger.exception("pull of %s failed unexpectedly; the next callback retries", open_kfid)
+            self._metrics.pulls.labels("unexpected").inc()
             return
+        self._metrics.pulls.labels("ok").inc()
         with self._lock:
             account.failures = 0
         self._outage.succeeded()
@@ -215,7 +220,9 @@ class Puller:
             return
         if not retryable:
             logger.error("pull of %s failed: %s; the next callback retries", open_kfid, redact(exc))
+            self._metrics.pulls.labels("failed").inc()
             return
+        self._metrics.pulls.labels("retry").inc()
         with self._lock:
             account.failures += 1
             failures = account.failures
@@ -262,6 +269,7 @@ class Puller:
                     raise _LockLost(f"lock of {open_kfid} lost")
                 last_renew = time.monotonic()
             page, token = self._sync_page(open_kfid, cursor, token)
+            self._metrics.sync_pages.inc()
             items = _parse_all(open_kfid, page.msg_list or [])
             new, skipped = self._classify(open_kfid, items, first_start, is_last=not page.has_more)
             next_cursor = page.next_cursor or cursor
@@ -269,6 +277,7 @@ class Puller:
                 accepted = self._store.accept_page(
                     open_kfid, next_cursor, [i.raw for i in new], skipped, self._owner, self._lease
                 )
+                self._metrics.skipped.labels("duplicate").inc(max(0, len(new) - len(accepted)))
                 by_id = {item.msgid: item for item in new}
                 self._router.route([by_id[raw["msgid"]] for raw in accepted if raw.get("msgid") in by_id])
             cursor = next_cursor
@@ -319,6 +328,7 @@ class Puller:
                 "history before the first start" if first_start and self._history.skip_history else "too old"
             )
             logger.info("%s: %d item(s) skipped as %s", open_kfid, len(skipped), reason)
+            self._metrics.skipped.labels("age" if reason == "too old" else "history").inc(len(skipped))
         return new, skipped
 
 

@@ -145,12 +145,14 @@ class TurnAssembler:
         on_turn: Callable[[Turn], None],
         max_held: int = MAX_HELD_ATTACHMENTS,
         flood: FloodWatch | None = None,
+        on_hold: Callable[[TurnKey, list[str]], None] | None = None,
     ) -> None:
         self._workers = workers
         self._window = max(0.0, float(window_seconds))
         self._on_turn = on_turn
         self._max_held = max(1, max_held)
         self._flood = flood or FloodWatch(0, 1.0)
+        self._on_hold = on_hold  # told which messages wait together (they will be one turn)
         self._lock = threading.Lock()  # the dict is shared by keys; each key's entry by its jobs only
         self._held: dict[TurnKey, _Held] = {}
         self._seq = itertools.count()
@@ -181,6 +183,8 @@ class TurnAssembler:
             self._on_turn(Turn(key, messages, flooded=flooded and len(messages) > 1))
 
     def _hold(self, key: TurnKey, messages: list[WechatComKfMessage], delay: float, *, flooded: bool) -> None:
+        if self._on_hold is not None and len(messages) > 1:
+            self._on_hold(key, [str(m.msg_id) for m in messages])
         generation = next(self._seq)
         entry = _Held(messages, generation, flooded=flooded)
         with self._lock:

@@ -27,6 +27,7 @@ from bridge.reply import Reply
 
 from ..desk.texts import CustomerTexts
 from ..errors import KfError, KfSendForbidden, KfSessionStateInvalid, errcode_hint
+from ..metrics import NO_METRICS, KfMetrics, errcode_label
 from ..oncelog import OutageLog
 from ..retry import SEND, RetryPolicy
 from ..session.budget import BudgetLedger, CustomerKey
@@ -87,8 +88,10 @@ class Deliveries:
         texts: CustomerTexts | None = None,
         policy: RetryPolicy = SEND,
         clock: Callable[[], float] = time.time,
+        metrics: KfMetrics = NO_METRICS,
     ) -> None:
         self.texts = texts or CustomerTexts()
+        self.metrics = metrics
         self._sender = PartSender(api, self.texts)
         self.plans = Plans(store)
         self.inflight = inflight
@@ -188,6 +191,7 @@ class Deliveries:
                 )
             except KfError as err:
                 if err.retryable:
+                    self.metrics.sends.labels("retry", errcode_label(err.errcode)).inc()
                     return err
                 self._refused(job, index, err)
                 return None
@@ -204,6 +208,7 @@ class Deliveries:
         return None
 
     def _record(self, job: _Job, index: int, accepted: Accepted) -> None:
+        self.metrics.sends.labels(accepted.value, "0").inc()
         job.accepted.add(index)
         if accepted is Accepted.NOTICE:
             job.notice_sent = True
@@ -219,6 +224,7 @@ class Deliveries:
     def _refused(self, job: _Job, index: int, err: KfError) -> None:
         """WeCom refused a part for good: the rest of this reply is not sent."""
         open_kfid, user = job.delivery.key
+        self.metrics.sends.labels("refused", errcode_label(err.errcode)).inc()
         if isinstance(err, KfSessionStateInvalid):
             self.takeover.mark_human(open_kfid, user, "send refused with 95018")
             return
@@ -257,6 +263,8 @@ class Delivery:
         self._actions: list[Callable[[Delivery], None]] = []
         self._jobs: list[_Job] = []
         self.own_sends = 0  # sends of this turn WeCom counted (the budget is shared across sends)
+        self.produced_at: float | None = None  # time.monotonic() when handed to the host (bot latency)
+        self.last_sent_at = 0.0  # the clock when WeCom last accepted a part of it (reply latency)
 
     def send(self, reply: Reply) -> None:
         """Plan ``reply`` within the budget and send it (or queue it behind this customer's retries)."""
@@ -268,7 +276,11 @@ class Delivery:
             self._sends += 1
             self._open_jobs += 1
         service = self._service
+        if number == 0 and self.produced_at is not None:
+            service.metrics.bot_latency.observe(time.monotonic() - self.produced_at)
         allowance = self._allowance()
+        if allowance < 1:
+            service.metrics.budget_exhausted.inc()
         parts = plan_reply(
             reply, allowance, http_timeout=service.http_timeout, limits=service.limits, texts=service.texts
         )
@@ -299,6 +311,7 @@ class Delivery:
     def count_send(self) -> None:
         with self._lock:
             self.own_sends += 1
+            self.last_sent_at = self._service.clock()
 
     def resume(self) -> None:
         """Send what an earlier run planned and WeCom did not accept, without asking the bot again."""
@@ -364,6 +377,8 @@ class Delivery:
     def _finish(self) -> None:
         service = self._service
         service.ledger.answered(self.key, self.msgids)
+        if self.last_sent_at and self.latest_message_time > 0:
+            service.metrics.reply_latency.observe(max(0.0, self.last_sent_at - self.latest_message_time))
         service.inflight.finish(self.key[0], self.msgids)
         # After finishing: a crash in between leaves only a stale plan, never a new answer.
         for base in self._plan_bases:

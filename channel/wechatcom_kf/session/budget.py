@@ -3,8 +3,10 @@
 WeCom counts the sends made since the customer's *latest* message (95001 beyond 5, see
 https://developer.work.weixin.qq.com/document/path/94677). Several of a customer's messages can be
 waiting for answers at once; they share that pool, so an earlier turn must leave at least one send
-for every later turn still waiting. The ledger is in memory: after a restart it is rebuilt from the
-messages pulled again, and sends refused as duplicates still count (WeCom counted the original).
+for every later turn still waiting (messages the merge window or the flood guard holds together
+count as the one turn they will be: ``hold_together``). The ledger is in memory: after a restart it
+is rebuilt from the messages pulled again, and sends refused as duplicates still count (WeCom
+counted the original).
 
 Memory stays flat (invariant 9): a customer's entry expires 48 h after its last activity (WeCom's send
 window; ``ExpiringMap``), the number of entries is capped (least recently active first), and an entry
@@ -36,7 +38,8 @@ CustomerKey = tuple[str, str]  # (open_kfid, external_userid)
 class _Customer:
     latest_message_time: float = 0.0
     send_times: list[float] = field(default_factory=list)  # only those that can still count
-    waiting: dict[str, None] = field(default_factory=dict)  # unanswered msgids, oldest first
+    # unanswered msgid -> the turn it will be answered in (its own msgid until held with others)
+    waiting: dict[str, str] = field(default_factory=dict)
 
 
 class BudgetLedger:
@@ -62,7 +65,7 @@ class BudgetLedger:
             # Sends before the second of the latest message no longer count (see _sends_since_latest).
             since = int(customer.latest_message_time)
             customer.send_times = [t for t in customer.send_times if t >= since]
-            customer.waiting[msgid] = None
+            customer.waiting.setdefault(msgid, msgid)
             while len(customer.waiting) > MAX_WAITING:
                 del customer.waiting[next(iter(customer.waiting))]
 
@@ -88,12 +91,13 @@ class BudgetLedger:
             waiting = list(customer.waiting)
             positions = [i for i, mid in enumerate(waiting) if mid in turn]
             last = max(positions) if positions else -1
-            # Each later message still waiting will need at least one send of the same pool.
-            later = sum(1 for mid in waiting[last + 1 :] if mid not in turn) if positions else 0
+            # Each later turn still waiting will need at least one send of the same pool.
+            later_turns = {customer.waiting[mid] for mid in waiting[last + 1 :] if mid not in turn}
+            later = len(later_turns) if positions else 0
             room = self._per_message - certain - later
             if room < 1:
                 logger.warning(
-                    "no sends left for %s: %d used since the latest message, %d later message(s) waiting",
+                    "no sends left for %s: %d used since the latest message, %d later turn(s) waiting",
                     key,
                     certain,
                     later,
@@ -102,6 +106,20 @@ class BudgetLedger:
             # Sends in the same second as the message may or may not count at WeCom: they limit
             # extra parts, never the one send that answers the message (the turn's first).
             return max(1 if first else 0, room - maybe)
+
+    def hold_together(self, key: CustomerKey, msgids: Iterable[str]) -> None:
+        """These waiting messages will be answered as one turn (held by the merge window or the flood
+        guard): they need one send of the pool between them, not one each."""
+        ids = list(msgids)
+        if not ids:
+            return
+        with self._lock:
+            customer = self._customers.get(key)
+            if customer is None:
+                return
+            for msgid in ids:
+                if msgid in customer.waiting:
+                    customer.waiting[msgid] = ids[0]
 
     def consume(self, key: CustomerKey, count: int) -> None:
         """Record ``count`` sends (including ones refused as duplicates) made just now."""

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from ..errors import KfError
 from ..expiring import ExpiringKeys
+from ..metrics import NO_METRICS, KfMetrics, takeover_cause
 from ..redaction import redact
 from ..store.base import KeyValues
 
@@ -59,8 +60,10 @@ class Takeover:
         *,
         max_claims: int = MAX_CLAIMS,
         clock: Callable[[], float] = time.monotonic,
+        metrics: KfMetrics = NO_METRICS,
     ) -> None:
         self._store = store
+        self._metrics = metrics
         self._api = api
         self._ttl = ttl_seconds
         self._claims = ExpiringKeys(CLAIM_TTL_SECONDS, max_claims, clock)
@@ -70,6 +73,7 @@ class Takeover:
         if not open_kfid or not external_userid:
             return
         logger.info("human owns %s/%s (%s): bot silent", open_kfid, external_userid, reason)
+        self._metrics.takeovers.labels(takeover_cause(reason)).inc()
         self._claims.discard((open_kfid, external_userid))
         self._store.set_value(flag_key(open_kfid, external_userid), reason or "human", self._ttl)
 
@@ -80,6 +84,7 @@ class Takeover:
         self._claims.discard((open_kfid, external_userid))
         if self.is_flagged(open_kfid, external_userid):
             logger.info("session %s/%s back with the bot (%s)", open_kfid, external_userid, reason)
+            self._metrics.releases.inc()
             self._store.set_value(flag_key(open_kfid, external_userid), None, None)
 
     def is_flagged(self, open_kfid: str, external_userid: str) -> bool:

@@ -30,7 +30,7 @@ from pathlib import Path
 from .. import files
 from .base import CLAIM_LEASE_SECONDS, DONE_TTL_SECONDS, PULL_REQUEST_TTL_SECONDS, RawItem, StoreUnavailable
 from .journal import JOURNAL_NAME, Done, DoneJournal, Record, ValueSet
-from .main_file import FILE_NAME, Account, read_main_file, serialize
+from .main_file import FILE_NAME, Account, CorruptStateFile, read_main_file, serialize, set_aside
 from .memory import Claims, Locks, PullRequests
 
 logger = logging.getLogger(__name__)
@@ -77,7 +77,11 @@ class JsonFileStore:
         files.remove_stale_temp_files(self.directory, FILE_NAME)
         files.remove_stale_temp_files(self.directory, JOURNAL_NAME)
         self.journal = DoneJournal(self.directory / JOURNAL_NAME)
-        self._open()
+        try:
+            self._open()
+        except BaseException:
+            self.journal.close()
+            raise
 
     # --- Inbox ------------------------------------------------------------------------------------
 
@@ -380,8 +384,13 @@ class JsonFileStore:
     # --- loading ------------------------------------------------------------------------------------
 
     def _open(self) -> None:
-        """Load both files, then make them consistent: journal appends, main file, journal compaction."""
-        state = read_main_file(self.path)
+        """Load both files, then make them consistent: journal appends, main file, journal compaction.
+
+        A corrupt main file is moved aside and the store refuses to open: never silently replaced."""
+        try:
+            state = read_main_file(self.path)
+        except CorruptStateFile as exc:
+            raise set_aside(self.path, exc.reason) from None
         self._accounts = state.accounts
         self._where = {msgid: kfid for kfid, acc in self._accounts.items() for msgid in acc.pending}
         self._values = dict(state.legacy_values)

@@ -2,16 +2,20 @@
 
 Upstream CoW's ``{open_kfid: cursor}``; version 1 (done ids and flags inside); version 2 (flags
 inside); version 3 (cursors and pending items only: done ids and values live in the journal).
+A corrupt file is never replaced: the store moves it aside and refuses to open (``set_aside``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import files
 from .base import StoreError
 
 logger = logging.getLogger(__name__)
@@ -36,6 +40,14 @@ class MainState:
     outdated: bool = False  # not in the current format: rewrite it
 
 
+class CorruptStateFile(StoreError):
+    """The main file is not JSON, or not in any format we ever wrote; ``reason`` says how."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"state file {path} is corrupt ({reason})")
+        self.reason = reason
+
+
 def read_main_file(path: Path) -> MainState:
     """The state in ``path`` (empty when missing); StoreError says what to do when it is unusable."""
     try:
@@ -43,29 +55,32 @@ def read_main_file(path: Path) -> MainState:
     except FileNotFoundError:
         return MainState()
     except OSError as exc:
-        raise StoreError(f"cannot read state file {path}: {exc}") from exc
+        raise StoreError(
+            f"无法读取状态文件 {path}（{exc.strerror}）：请让运行本程序的用户可读写它 / "
+            f"cannot read state file {path} ({exc.strerror}): make it readable and writable for the user "
+            "running the bot"
+        ) from exc
     try:
         doc = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
-        raise StoreError(
-            f"state file {path} is not valid JSON ({exc}); restore it from a backup or remove it "
-            "(removing it makes the next start skip history)"
-        ) from exc
+        raise CorruptStateFile(path, f"not valid JSON: {exc}") from exc
     if isinstance(doc, dict) and "version" in doc:
         return _read_versioned(path, doc)
     if isinstance(doc, dict) and all(isinstance(v, str) or v is None for v in doc.values()):
         logger.info("migrating %d cursor(s) from the upstream format of %s", len(doc), path)
         accounts = {kfid: Account(cursor or None) for kfid, cursor in doc.items()}
         return MainState(accounts=accounts, outdated=True)
-    raise StoreError(f"state file {path} has an unknown format; restore it or remove it")
+    raise CorruptStateFile(path, "an unknown format")
 
 
 def _read_versioned(path: Path, doc: dict[str, Any]) -> MainState:
     version = doc.get("version")
     if version not in (1, 2, FORMAT_VERSION):
-        raise StoreError(
+        raise StoreError(  # perhaps written by a newer version: not corrupt, so left in place
+            f"状态文件 {path} 的格式版本为 {version!r}，本程序只读 1 到 {FORMAT_VERSION}："
+            "请运行写入它的新版本 / "
             f"state file {path} has format version {version!r}; this code reads versions 1 to "
-            f"{FORMAT_VERSION}"
+            f"{FORMAT_VERSION}: run the newer version that wrote it"
         )
     state = MainState(outdated=version != FORMAT_VERSION)
     try:
@@ -78,8 +93,40 @@ def _read_versioned(path: Path, doc: dict[str, Any]) -> MainState:
             state.legacy_values[key] = (str(rec["value"]), None if exp is None else float(exp))
         state.legacy_done = {str(msgid): float(exp) for msgid, exp in doc.get("done", {}).items()}
     except (AttributeError, KeyError, TypeError, ValueError) as exc:
-        raise StoreError(f"state file {path} is damaged ({exc!r}); restore it or remove it") from exc
+        raise CorruptStateFile(path, f"damaged: {exc!r}") from exc
     return state
+
+
+def set_aside(path: Path, reason: str) -> StoreError:
+    """Move the corrupt ``path`` to ``<name>.corrupt-<timestamp>``; the error that refuses to start.
+
+    Refusing rather than starting fresh at once: the operator may have a backup to put back, and a
+    fresh start skips the history before it (and what the file still held unanswered).
+    """
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+    for n in range(2, 100):
+        if not aside.exists():
+            break
+        aside = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+    where = f"wechatcom_kf_cursor_dir: 状态文件 {path} 已损坏（{reason}）"
+    try:
+        os.replace(path, aside)
+        files.fsync_directory(path.parent)
+    except OSError as exc:
+        return StoreError(
+            f"{where}，且无法移走（{exc.strerror}）：请手动移走它再启动 / "
+            f"wechatcom_kf_cursor_dir: state file {path} is corrupt ({reason}) and could not be moved "
+            f"aside ({exc.strerror}): move it away and start again"
+        )
+    return StoreError(
+        f"{where}，已移到 {aside}，本次不启动：有备份就放回 {path} 后再启动；没有就直接再次启动，从头开始"
+        f"（跳过此前的历史，已回复的消息不会重复回复）/ wechatcom_kf_cursor_dir: state file {path} is "
+        f"corrupt ({reason}); moved it to {aside} and did not start, so nothing is skipped unnoticed: "
+        f"to continue from a backup, put the backup at {path} and start again; to start fresh, just "
+        "start again (history before that start is skipped; messages already answered are not "
+        "answered twice)"
+    )
 
 
 def serialize(accounts: dict[str, Account]) -> bytes:

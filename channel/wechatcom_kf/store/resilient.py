@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+from ..metrics import NO_METRICS, KfMetrics
 from ..oncelog import OutageLog
 from ..retry import STORE, RetryPolicy
 from .base import CLAIM_LEASE_SECONDS, RawItem, StateStore, StoreUnavailable
@@ -28,8 +29,11 @@ T = TypeVar("T")
 class ResilientStore:
     """A :class:`~.base.StateStore` that retries the one it wraps; ``stop()`` ends every retry."""
 
-    def __init__(self, store: StateStore, policy: RetryPolicy = STORE) -> None:
+    def __init__(
+        self, store: StateStore, policy: RetryPolicy = STORE, *, metrics: KfMetrics = NO_METRICS
+    ) -> None:
         self.backend = store
+        self._metrics = metrics
         self._policy = policy
         self._stopped = threading.Event()
         self._outage = OutageLog(logger, "state store")
@@ -45,6 +49,7 @@ class ResilientStore:
 
         def note(exc: Exception, failures: int, delay: float) -> None:
             nonlocal failed
+            self._metrics.store_errors.inc()
             if not failed:
                 failed = True
                 with self._lock:
@@ -59,6 +64,7 @@ class ResilientStore:
                 on_retry=note,
             )
         except StoreUnavailable as exc:
+            self._metrics.store_errors.inc()
             self._outage.failed(str(exc))
             raise
         finally:

@@ -174,3 +174,14 @@ def test_a_turns_own_sends_in_the_messages_second_count_for_its_later_replies():
     # The turn's own five certainly count: a sixth reply of the same turn gets nothing.
     assert ledger.allowance_for(key, ["m1"], 5, first=False) == 0
     assert ledger.allowance_for(key, ["m1"], 3, first=False) == 0  # 3 certain + 2 that may count
+
+
+def test_messages_held_together_reserve_one_send_between_them():
+    ledger = BudgetLedger(clock=lambda: 2000.0)
+    key = ("wk", "wm")
+    for i in range(8):
+        ledger.note_message(key, f"m{i}", 1990.0)
+    # m0 answered alone while m1..m7 wait: seven later turns would leave it nothing.
+    assert ledger.allowance_for(key, ["m0"]) == 0
+    ledger.hold_together(key, [f"m{i}" for i in range(1, 8)])  # the flood guard merges them
+    assert ledger.allowance_for(key, ["m0"]) == 4  # one send kept for the merged turn
