@@ -6,12 +6,15 @@ cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
 
-# Debian packages the tests talk to for real: headless Chromium (browser tests) and redis-server
-# (the Redis state store's contract tests). Installed only when missing.
+# Debian packages the tests talk to for real: headless Chromium (browser tests), redis-server
+# (the Redis state store's contract tests) and nginx (the abuse tests run the documented reverse-proxy
+# config in front of the app). Installed only when missing.
 need=()
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+# /usr/sbin is not on every user's PATH; nginx lives there
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
 # CJK glyphs, so the screenshot the browser tests leave for people to look at is readable.
 fc-list 2>/dev/null | grep -qi "wqy\|noto sans cjk" || need+=(fonts-wqy-microhei)
 if [ ${#need[@]} -gt 0 ]; then
