@@ -153,7 +153,6 @@ def run(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as exc:
         return fail(f"configuration error: {exc}")
     configure_logging(debug=bool(cfg.get("debug")))
-    config.log_config()
     app = App()
     _install_signal_handlers(app)
     if args.sandbox:
@@ -161,6 +160,7 @@ def run(argv: list[str] | None = None) -> int:
 
         app.sandbox = start_sandbox(config.conf())
         print(f"sandbox: {app.sandbox.url}", flush=True)
+    config.log_config()  # after the sandbox's overrides: the values in effect, secrets masked
     if args.doctor:
         from channel.wechatcom_kf.doctor import run_doctor
 

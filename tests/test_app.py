@@ -230,6 +230,9 @@ def test_sandbox_prints_its_url_and_starts_without_a_model_key(tmp_path):
     assert code == 0 and "configuration error" not in err
     assert "channel wechatcom_kf started" in err  # a SIGTERM during the start still lets it finish
     assert " WARNING app: " not in err  # the echo bot is the point of the sandbox
+    # The effective configuration is logged after the sandbox rewrote it: the values in effect.
+    effective = next(line for line in err.splitlines() if "effective config:" in line)
+    assert '"wechatcom_kf_api_base": "http://127.0.0.1:' in effective
 
 
 def test_sandbox_with_an_unknown_bot_type_is_refused(tmp_path):
