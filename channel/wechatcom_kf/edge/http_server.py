@@ -171,7 +171,9 @@ class _Connection(asyncio.Protocol):
                     return
                 self._on_event(event)
         except h11.RemoteProtocolError as exc:
-            self._server.refusals.refuse("malformed request", str(exc)[:80])
+            # h11's text quotes the outsider's bytes ("illegal request line: bytearray(b'...')"): only
+            # the part before the quote is logged, as the XML guard logs none of an outsider's text.
+            self._server.refusals.refuse("malformed request", str(exc).split(":", 1)[0][:60])
             self._refuse(BAD_REQUEST)
         except HttpError as exc:
             self._server.refusals.refuse(exc.kind, exc.detail)

@@ -356,6 +356,7 @@ def test_head_on_a_405_names_head_in_allow(start):
     "raw",
     [
         b"GARBAGE\r\n\r\n",
+        b"OUTSIDER-TEXT-\xac\r\n\r\n",
         b"GET /wxkf/ HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n",
         b"GET /wxkf/ HTTP/1.1\r\nHost: x\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\n",
         b"POST /wxkf/ HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
@@ -376,6 +377,7 @@ def test_malformed_requests_get_400_without_a_traceback(start, caplog, raw):
     assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
     assert not any(r.exc_info for r in caplog.records)
     assert srv.metrics()["refused"] == {"malformed request": 1}
+    assert "OUTSIDER" not in caplog.text and "GARBAGE" not in caplog.text  # none of their bytes logged
 
 
 def test_a_flood_of_refusals_is_one_log_line_per_kind(start, caplog):
