@@ -241,7 +241,7 @@ def check_token(ctx: Context) -> Result:
         return skipped("settings")
     api = _make_api(ctx, settings)
     try:
-        api._t.token()  # the client's own token fetch (api/transport.py), errors mapped to KfError
+        api.access_token()
     except KfError as err:
         return token_failure(err, settings.wechatcom_kf_api_base)
     ctx.api = api

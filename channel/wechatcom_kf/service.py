@@ -235,9 +235,8 @@ class KfService:
 
     def _observability(self) -> None:
         """What ``/readyz`` answers from, and what the metrics read at scrape time."""
-        # KfApi keeps its transport private and has no accessor for the token client (client.py is
-        # not this wiring's); the watch is the one ``observed_token_fetch`` feeds.
-        self.token_watch = token_watch(self.api._t.client)
+        # The watch is the one ``observed_token_fetch`` feeds.
+        self.token_watch = token_watch(self.api.token_client)
         self.store_probe = StoreProbe(
             self.store.backend,
             f"health:{self.instance_id}",

@@ -76,6 +76,15 @@ class KfApi:
         )
 
     @property
+    def token_client(self) -> Any:
+        """The wechatpy client that caches the access_token (what the metrics watch)."""
+        return self._t.client
+
+    def access_token(self) -> str:
+        """A valid access_token, fetched if needed; raises the mapped KfError (the doctor's check)."""
+        return self._t.token()
+
+    @property
     def token_fetches(self) -> int:
         """How many times an access_token was fetched (for tests and diagnostics)."""
         return self._t.client.fetch_count
