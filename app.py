@@ -44,6 +44,28 @@ def configure_logging(debug: bool) -> None:
     root.setLevel(logging.DEBUG if debug else logging.INFO)
 
 
+def attach_log_file(values: Any) -> None:
+    """Also log to ``log_file`` (rotated) when set; ValueError naming the setting when it cannot."""
+    from pathlib import Path
+
+    from common.log_file import open_log_file
+
+    name = str(values.get("log_file", "") or "").strip()
+    root = logging.getLogger()
+    if not name or any(getattr(h, "_cow_app_file", False) for h in root.handlers):
+        return
+    path = Path(name).expanduser()
+    path = path if path.is_absolute() else Path(config.get_root()) / path
+    handler = open_log_file(
+        path,
+        max_mb=int(values.get("log_file_max_mb", 20)),
+        backups=int(values.get("log_file_backups", 5)),
+    )
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler._cow_app_file = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+
+
 def channel_types(value: Any) -> list[str]:
     """``channel_type`` as a list: a string, a comma-separated string or a list."""
     items = value if isinstance(value, list | tuple) else str(value or "").split(",")
@@ -153,6 +175,10 @@ def run(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as exc:
         return fail(f"configuration error: {exc}")
     configure_logging(debug=bool(cfg.get("debug")))
+    try:
+        attach_log_file(cfg)
+    except ValueError as exc:
+        return fail(f"configuration error: {exc}")
     app = App()
     _install_signal_handlers(app)
     if args.sandbox:

@@ -46,6 +46,15 @@ _RUNTIME_SETTINGS: tuple[Setting, ...] = (
     ),
     _s("debug", False, bool, "输出 DEBUG 日志（含消息内容）/ log at DEBUG level (includes message contents)"),
     _s(
+        "log_file",
+        "",
+        str,
+        "另把日志写入此文件（按大小轮转，权限 0600；空 = 只写 stderr），类似 CoW 的 run.log / also write the "
+        "log to this file (rotated by size, mode 0600; empty = stderr only), like CoW's run.log",
+    ),
+    _s("log_file_max_mb", 20, int, "日志文件达到此大小（MB）时轮转 / rotate the log file at this size (MB)"),
+    _s("log_file_backups", 5, int, "保留的旧日志文件个数 / how many rotated log files to keep"),
+    _s(
         "bot_type",
         "",
         str,
@@ -317,9 +326,22 @@ def masked(values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def log_config(values: Mapping[str, Any] | None = None) -> None:
-    """Log the effective configuration with every secret masked."""
-    shown = masked(conf() if values is None else values)
-    logger.info("effective config: %s", json.dumps(shown, ensure_ascii=False, sort_keys=True, default=str))
+    """Log the effective configuration, secrets masked: only what differs from the declared defaults
+    (the rest is in docs/configuration.md), so the line says what this deployment chose."""
+    current = conf() if values is None else values
+    declared = defaults()
+    chosen = {k: v for k, v in current.items() if k not in declared or v != declared[k]}
+    logger.info(
+        "effective config (%d more setting(s) at their defaults): %s",
+        sum(1 for k in current if k in declared) - sum(1 for k in chosen if k in declared),
+        json.dumps(masked(chosen), ensure_ascii=False, sort_keys=True, default=str),
+    )
+
+
+def logged_config(line: str) -> dict[str, Any]:
+    """The values a ``log_config`` line shows (for tests and scripts reading a log)."""
+    shown: dict[str, Any] = json.loads(line.split("): ", 1)[1])
+    return shown
 
 
 def get_appdata_dir() -> str:

@@ -1,10 +1,33 @@
 #!/usr/bin/env bash
 # Install everything the checks need, then run every check: lint, format, types, tests, benchmark smoke run.
 # Usage: bash scripts/check.sh        (the README's check command; CI runs exactly this)
+# Python: $PYTHON when set; else the active virtual environment; else ./.venv, created when missing
+# (Debian 12 / Ubuntu 24.04 refuse pip outside a venv, PEP 668). Debian packages are installed with apt
+# (as root, or through sudo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PYTHON=${PYTHON:-python3}
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO="sudo"
+apt_install() {
+  echo "== installing Debian packages: $*"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
+}
+
+if [ -z "${PYTHON:-}" ]; then
+  if [ -n "${VIRTUAL_ENV:-}" ]; then
+    PYTHON="$VIRTUAL_ENV/bin/python"
+  else
+    if [ ! -x .venv/bin/python ]; then
+      # Debian's python3 has venv only with python3-venv (ensurepip is split off)
+      python3 -c "import ensurepip" 2>/dev/null || apt_install python3-venv
+      echo "== creating the virtual environment .venv"
+      python3 -m venv .venv
+    fi
+    PYTHON=.venv/bin/python
+  fi
+fi
 
 # Debian packages the tests talk to for real: headless Chromium (browser tests), redis-server
 # (the Redis state store's contract tests) and nginx (the abuse tests run the documented reverse-proxy
@@ -18,11 +41,7 @@ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
 # CJK glyphs, so the screenshot the browser tests leave for people to look at is readable.
 fc-list 2>/dev/null | grep -qi "wqy\|noto sans cjk" || need+=(fonts-wqy-microhei)
 if [ ${#need[@]} -gt 0 ]; then
-  echo "== installing Debian packages: ${need[*]}"
-  SUDO=""
-  [ "$(id -u)" = 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+  apt_install "${need[@]}"
 fi
 
 echo "== installing Python packages"

@@ -112,6 +112,7 @@ def test_log_config_masks_every_secret(tmp_path, caplog):
         "wechatcom_kf_aes_key": "A" * 43,
         "db_password": "hunter2",
         "extra": {"nested_token": "tok-nested-999"},
+        "conversation_max_tokens": 3000,
     }
     config.load_config(write_json(tmp_path, secrets), environ={})
     with caplog.at_level(logging.INFO, logger="config"):
@@ -119,11 +120,13 @@ def test_log_config_masks_every_secret(tmp_path, caplog):
     text = "\n".join(r.getMessage() for r in caplog.records)
     for value in ("sk-live-123456", "corp-secret-abc", "cb-token-xyz", "A" * 43, "hunter2", "tok-nested-999"):
         assert value not in text
-    shown = json.loads(text.split("effective config: ", 1)[1])
+    shown = config.logged_config(text)
     assert shown["open_ai_api_key"] == "***"
     assert shown["db_password"] == "***"
-    assert shown["conversation_max_tokens"] == 4000  # a size, not a token
-    assert shown["model"] == "gpt-4o-mini"
+    assert shown["conversation_max_tokens"] == 3000  # a size, not a token
+    assert "model" not in shown  # at its default: docs/configuration.md has it
+    settings_at_default = len(config.defaults()) - 5  # the five declared keys above
+    assert f"({settings_at_default} more setting(s) at their defaults)" in text
 
 
 def test_is_secret_key():

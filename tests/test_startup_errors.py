@@ -5,6 +5,7 @@ traceback. Inside an upstream CoW host the same problem is one ERROR log line.""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import signal
@@ -19,6 +20,7 @@ import pytest
 
 import app
 import config
+from common.log_file import open_log_file
 from sandbox.emulator import WeComEmulator
 from sandbox.harness import LOOPBACK, free_port, wait_until
 from tests.cow_host import launch
@@ -216,6 +218,40 @@ def test_corrupt_state_file_is_moved_aside_and_the_start_refused(tmp_path: Path)
     assert f"put the backup at {state / 'wechatcom_kf_cursors.json'} and start again" in line
     # As the line says: starting again starts fresh.
     start_and_stop(tmp_path, base_config(tmp_path))
+
+
+# --- the log file ------------------------------------------------------------------------------------
+
+
+def test_log_file_in_a_missing_directory(tmp_path: Path) -> None:
+    cfg = {**base_config(tmp_path), "log_file": str(tmp_path / "no-such-dir" / "run.log")}
+    line = refusal(tmp_path, cfg)
+    assert line.startswith("configuration error: ") and "log_file " in line and has_both_languages(line)
+    assert f"create the directory {tmp_path / 'no-such-dir'} first" in line
+
+
+def test_log_file_that_is_a_directory(tmp_path: Path) -> None:
+    line = refusal(tmp_path, {**base_config(tmp_path), "log_file": str(tmp_path)})
+    assert f"is a directory: name a file, e.g. {tmp_path / 'run.log'}" in line and has_both_languages(line)
+
+
+def test_log_file_gets_the_log_private_and_rotated(tmp_path: Path) -> None:
+    log = tmp_path / "logs" / "run.log"
+    log.parent.mkdir()
+    cfg = {**base_config(tmp_path), "log_file": str(log), "log_file_max_mb": 1, "log_file_backups": 2}
+    stderr = start_and_stop(tmp_path, cfg)
+    written = log.read_text(encoding="utf-8")
+    assert "callback server listening" in written and "callback server listening" in stderr
+    assert LOG_LINE.match(written) and (log.stat().st_mode & 0o777) == 0o600
+    # Rotation itself: the same handler app.py attaches, past its size.
+    handler = open_log_file(tmp_path / "logs" / "small.log", max_mb=1, backups=2)
+    record = logging.LogRecord("t", logging.INFO, __file__, 1, "x" * 400_000, None, None)
+    for _ in range(8):
+        handler.emit(record)
+    handler.close()
+    rotated = sorted(p.name for p in log.parent.iterdir() if p.name.startswith("small.log"))
+    assert rotated == ["small.log", "small.log.1", "small.log.2"]  # two backups kept, no more
+    assert all((log.parent / name).stat().st_mode & 0o777 == 0o600 for name in rotated)
 
 
 # --- settings ------------------------------------------------------------------------------------------

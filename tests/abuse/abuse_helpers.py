@@ -40,7 +40,7 @@ APP_SETTINGS: dict[str, Any] = {
 }
 ALLOWLIST_READY = "allowing callbacks from WeCom's"
 # What the legitimate traffic itself logs (one line per reply, the bot's creation): not the flood's.
-TRAFFIC_LOG_MARKS = ("outbound.delivery: sent ", "creating chat provider")
+TRAFFIC_LOG_MARKS = ("outbound.delivery: turn finished: ", "creating chat provider")
 
 
 def figure(line: str) -> None:

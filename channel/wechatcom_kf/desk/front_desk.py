@@ -22,6 +22,7 @@ from bridge.reply import Reply, ReplyType
 
 from ..expiring import ExpiringMap
 from ..inbound.turns import Turn
+from ..logids import who
 from ..outbound.delivery import Delivery
 from ..store.base import KeyValues
 from .config import DeskConfig
@@ -165,9 +166,7 @@ class FrontDesk:
         limit = self.config.handoff.after_failures
         failures = (self._failures.get(delivery.key) or 0) + 1
         self._failures.set(delivery.key, failures)
-        logger.warning(
-            "the bot failed to answer %s/%s (%d in a row)", delivery.key[0], delivery.key[1], failures
-        )
+        logger.warning("the bot failed to answer %s (%d in a row)", who(*delivery.key), failures)
         if limit and failures >= limit:
             self._failures.discard(delivery.key)
             self.hand_off(delivery, f"the model failed {failures} time(s) in a row")
@@ -201,13 +200,15 @@ class FrontDesk:
             return self.texts.queue if transfer.state == QUEUE_STATE else self.texts.handoff
 
         def run(turn_delivery: Delivery) -> None:
-            self._handoff.run(
+            handed = self._handoff.run(
                 turn_delivery.key,
                 reason,
                 to_queue=to_queue,
                 notice_for=notice_for,
                 tell_failure=lambda: turn_delivery.send(Reply(ReplyType.TEXT, self.texts.handoff_failed)),
             )
+            if handed:
+                turn_delivery.outcome = "handed off"
 
         delivery.after_sends(run)
 

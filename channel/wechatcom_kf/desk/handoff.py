@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from ..api import Servicer
 from ..errors import KfError, errcode_hint
+from ..logids import who
 from ..metrics import NO_METRICS, KfMetrics
 from ..outbound.msgid import notice_msgid
 from ..session.takeover import Takeover
@@ -84,12 +85,14 @@ class HandOff:
         try:
             transfer = self._transfer(open_kfid, user, to_queue or self._queue_only)
         except HandoffRefused as refused:
-            logger.warning("hand-off of %s/%s (%s) not possible: %s", open_kfid, user, reason, refused.reason)
+            logger.warning(
+                "hand-off of %s (%s) not possible: %s", who(open_kfid, user), reason, refused.reason
+            )
             self._metrics.handoffs.labels("refused").inc()
             tell_failure()
             return False
         where = f"receptionist {transfer.servicer}" if transfer.servicer else "the queue"
-        logger.info("handed %s/%s off to %s (%s)", open_kfid, user, where, reason)
+        logger.info("handed %s off to %s (%s)", who(open_kfid, user), where, reason)
         self._metrics.handoffs.labels("receptionist" if transfer.servicer else "queue").inc()
         self._takeover.mark_human(open_kfid, user, f"handed off ({reason})")
         self._notify(key, transfer, notice_for(transfer))
@@ -133,14 +136,14 @@ class HandOff:
         if not text:
             return
         if not transfer.msg_code:
-            logger.info("no msg_code from the transfer of %s/%s: the notice is not sent", *key)
+            logger.info("no msg_code from the transfer of %s: the notice is not sent", who(*key))
             return
         try:
             self._api.send_msg_on_event(
                 transfer.msg_code, "text", {"content": text}, msgid=notice_msgid(transfer.msg_code)
             )
         except KfError as err:
-            logger.warning("hand-off notice to %s/%s not sent (%s)", key[0], key[1], _meaning(err))
+            logger.warning("hand-off notice to %s not sent (%s)", who(*key), _meaning(err))
 
 
 def _meaning(err: KfError) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 
 from bridge.context import Context
 
+from ..logids import who
 from ..outbound.delivery import Deliveries, Delivery
 from ..store.base import StoreUnavailable
 from .turns import Turn
@@ -45,7 +46,7 @@ class TurnDispatcher:
             )
         except StoreUnavailable:
             logger.warning(
-                "channel stopping: the turn of %s/%s stays pending for the next start", open_kfid, user
+                "channel stopping: the turn of %s stays pending for the next start", who(open_kfid, user)
             )
             return
         if delivery is None:
@@ -71,5 +72,5 @@ class TurnDispatcher:
             extra: dict[str, Any] = {"msg": turn.last, "isgroup": False, **kwargs, **desk_kwargs}
             return self._compose(ctype, content, **extra)
         except Exception:
-            logger.exception("preparing the turn of %s/%s failed; not answered", *turn.key)
+            logger.exception("preparing the turn of %s failed; not answered", who(*turn.key))
             return None

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..errors import KfError, describe_fail_type
+from ..logids import short_user, who
 from ..oncelog import OncePerKey
 from ..outbound.msgid import welcome_msgid
 from ..session.recalls import Recalls
@@ -59,15 +60,14 @@ class EventHandler:
             self._takeover.on_session_status_change(event.open_kfid, event.external_userid, event.change_type)
         elif isinstance(event, UserRecall):
             if event.recall_msgid:
-                logger.info("customer %s recalled %s", event.external_userid, event.recall_msgid)
+                logger.info("customer %s recalled %s", short_user(event.external_userid), event.recall_msgid)
                 self._recalls.add(event.recall_msgid)
         elif isinstance(event, SendFailed):
             reason = "unknown reason" if event.fail_type is None else describe_fail_type(event.fail_type)
             logger.warning(
-                "WeCom could not deliver message %s to %s/%s: %s",
+                "WeCom could not deliver message %s to %s: %s",
                 event.fail_msgid,
-                event.open_kfid,
-                event.external_userid,
+                who(event.open_kfid, event.external_userid),
                 reason,
             )
         elif isinstance(event, ServicerEvent):
@@ -85,7 +85,7 @@ class EventHandler:
             self._api.send_msg_on_event(
                 event.welcome_code, welcome.msgtype, welcome.body, msgid=welcome_msgid(event.welcome_code)
             )
-            logger.info("welcome sent to %s/%s", event.open_kfid, event.external_userid)
+            logger.info("welcome sent to %s", who(event.open_kfid, event.external_userid))
         except KfError as exc:
             # A used msgid means it went out before a restart; an expired code cannot be retried.
             logger.warning("welcome not sent to %s (%s)", event.external_userid, exc)

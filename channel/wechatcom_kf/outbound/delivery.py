@@ -27,6 +27,7 @@ from bridge.reply import Reply
 
 from ..desk.texts import CustomerTexts
 from ..errors import KfError, KfSendForbidden, KfSessionStateInvalid, errcode_hint
+from ..logids import short_user, who
 from ..metrics import NO_METRICS, KfMetrics, errcode_label
 from ..oncelog import OutageLog
 from ..retry import SEND, RetryPolicy
@@ -120,11 +121,11 @@ class Deliveries:
         open_kfid, user = key
         delivery = Delivery(self, key, msgids, latest_message_time)
         if self._recalls.any_recalled(msgids):
-            logger.info("turn of %s/%s recalled before it was answered", open_kfid, user)
-        elif not self.takeover.bot_may_answer(open_kfid, user):
-            pass  # logged by the takeover check
-        elif not self.takeover.claim_for_bot(open_kfid, user):
-            pass
+            delivery.outcome = "recalled"
+        elif not self.takeover.bot_may_answer(open_kfid, user) or not self.takeover.claim_for_bot(
+            open_kfid, user
+        ):
+            delivery.outcome = "human"  # the takeover check logged why
         else:
             delivery.saved_plan = self.plans.load(msgids[-1]) if recovered else None
             return delivery
@@ -161,10 +162,11 @@ class Deliveries:
                     f"{type(error).__name__}; reply to {key[0]}/{key[1]} resent in {delay:.1f} s"
                 )
                 if not self._workers.submit(key, lambda: self._send_backlog(key), delay=delay):
-                    logger.info("channel stopping: the reply to %s/%s is sent after the next start", *key)
+                    logger.info("channel stopping: the reply to %s is sent after the next start", who(*key))
                 return
             if error is not None:
-                logger.warning("reply to %s/%s not sent: WeCom's 48 h send window has closed", *key)
+                logger.warning("reply to %s not sent: WeCom's 48 h send window has closed", who(*key))
+                job.delivery.outcome = "send window closed"
             with self._lock:
                 queue.popleft()
             job.done = True
@@ -197,7 +199,7 @@ class Deliveries:
                 return None
             self._outage.succeeded()
             self._record(job, index, accepted)
-        logger.info(
+        logger.debug(
             "sent %d part(s) to %s/%s (%d accepted before, %d already sent)",
             len(job.accepted) - sent_before,
             key[0],
@@ -226,17 +228,18 @@ class Deliveries:
         open_kfid, user = job.delivery.key
         self.metrics.sends.labels("refused", errcode_label(err.errcode)).inc()
         if isinstance(err, KfSessionStateInvalid):
+            job.delivery.outcome = "human"
             self.takeover.mark_human(open_kfid, user, "send refused with 95018")
             return
+        job.delivery.outcome = f"refused {err.errcode}"
         reason = errcode_hint(err.errcode) or str(err)
         level = logging.INFO if isinstance(err, KfSendForbidden) else logging.WARNING
         logger.log(
             level,
-            "part %d/%d of the reply to %s/%s refused (errcode %s: %s); the rest is not sent",
+            "part %d/%d of the reply to %s refused (errcode %s: %s); the rest is not sent",
             index + 1,
             len(job.parts),
-            open_kfid,
-            user,
+            who(open_kfid, user),
             err.errcode,
             reason,
         )
@@ -265,12 +268,13 @@ class Delivery:
         self.own_sends = 0  # sends of this turn WeCom counted (the budget is shared across sends)
         self.produced_at: float | None = None  # time.monotonic() when handed to the host (bot latency)
         self.last_sent_at = 0.0  # the clock when WeCom last accepted a part of it (reply latency)
+        self.outcome: str | None = None  # why it ended otherwise than answered (the turn's log line)
 
     def send(self, reply: Reply) -> None:
         """Plan ``reply`` within the budget and send it (or queue it behind this customer's retries)."""
         with self._lock:
             if self._finished:
-                logger.warning("a reply to %s/%s after its turn was finished is not sent", *self.key)
+                logger.warning("a reply to %s after its turn was finished is not sent", who(*self.key))
                 return
             number = self._sends
             self._sends += 1
@@ -281,6 +285,7 @@ class Delivery:
         allowance = self._allowance()
         if allowance < 1:
             service.metrics.budget_exhausted.inc()
+            self.outcome = self.outcome or ("budget exhausted" if not self.own_sends else None)
         parts = plan_reply(
             reply, allowance, http_timeout=service.http_timeout, limits=service.limits, texts=service.texts
         )
@@ -327,10 +332,9 @@ class Delivery:
         allowance = service.ledger.allowance_for(self.key, self.msgids)
         keep = set(remaining[:allowance])
         logger.info(
-            "resuming an interrupted %d-part reply to %s/%s: %d part(s) left",
+            "resuming an interrupted %d-part reply to %s: %d part(s) left",
             len(plan.texts),
-            self.key[0],
-            self.key[1],
+            who(*self.key),
             len(keep),
         )
         parts = [text_part(text) for text in plan.texts]
@@ -370,16 +374,33 @@ class Delivery:
         try:
             action(self)
         except Exception:
-            logger.exception("an action after the reply to %s/%s failed", *self.key)
+            logger.exception("an action after the reply to %s failed", who(*self.key))
         finally:
             self.job_done()
 
     def _finish(self) -> None:
         service = self._service
         service.ledger.answered(self.key, self.msgids)
+        latency = None
         if self.last_sent_at and self.latest_message_time > 0:
-            service.metrics.reply_latency.observe(max(0.0, self.last_sent_at - self.latest_message_time))
+            latency = max(0.0, self.last_sent_at - self.latest_message_time)
+            service.metrics.reply_latency.observe(latency)
         service.inflight.finish(self.key[0], self.msgids)
+        self._log_finished(latency)
         # After finishing: a crash in between leaves only a stale plan, never a new answer.
         for base in self._plan_bases:
             service.plans.drop(base)
+
+    def _log_finished(self, latency: float | None) -> None:
+        """The turn's one INFO line: who, which messages, how many parts, how fast, how it ended.
+        No content: that is for DEBUG."""
+        outcome = self.outcome or ("answered" if self.own_sends else "no reply")
+        logger.info(
+            "turn finished: account=%s customer=%s msgids=%s parts=%d latency=%s outcome=%s",
+            self.key[0],
+            short_user(self.key[1]),
+            ",".join(self.msgids),
+            self.own_sends,
+            "-" if latency is None else f"{latency:.1f}s",
+            outcome.replace(" ", "_"),
+        )

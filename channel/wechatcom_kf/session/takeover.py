@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from ..errors import KfError
 from ..expiring import ExpiringKeys
+from ..logids import who
 from ..metrics import NO_METRICS, KfMetrics, takeover_cause
 from ..redaction import redact
 from ..store.base import KeyValues
@@ -72,7 +73,7 @@ class Takeover:
         """A receptionist owns the session: the bot stays silent for this customer."""
         if not open_kfid or not external_userid:
             return
-        logger.info("human owns %s/%s (%s): bot silent", open_kfid, external_userid, reason)
+        logger.info("human owns %s (%s): bot silent", who(open_kfid, external_userid), reason)
         self._metrics.takeovers.labels(takeover_cause(reason)).inc()
         self._claims.discard((open_kfid, external_userid))
         self._store.set_value(flag_key(open_kfid, external_userid), reason or "human", self._ttl)
@@ -83,7 +84,7 @@ class Takeover:
             return
         self._claims.discard((open_kfid, external_userid))
         if self.is_flagged(open_kfid, external_userid):
-            logger.info("session %s/%s back with the bot (%s)", open_kfid, external_userid, reason)
+            logger.info("session %s back with the bot (%s)", who(open_kfid, external_userid), reason)
             self._metrics.releases.inc()
             self._store.set_value(flag_key(open_kfid, external_userid), None, None)
 
@@ -99,7 +100,7 @@ class Takeover:
             return False
         if state in HUMAN_STATES:
             logger.info(
-                "%s/%s is served by a human (state %d): bot silent", open_kfid, external_userid, state
+                "%s is served by a human (state %d): bot silent", who(open_kfid, external_userid), state
             )
             return False
         self.release(open_kfid, external_userid, f"service state {state}")
@@ -112,9 +113,8 @@ class Takeover:
         except (KfError, ValueError, TypeError, AttributeError) as exc:
             # Unsure who owns the session: the callers stay silent, talking over a human is worse.
             logger.warning(
-                "service_state of %s/%s unknown (%s): staying silent",
-                open_kfid,
-                external_userid,
+                "service_state of %s unknown (%s): staying silent",
+                who(open_kfid, external_userid),
                 type(exc).__name__,
             )
             return None
@@ -134,13 +134,12 @@ class Takeover:
             if exc.errcode == TRANS_NOT_ALLOWED:
                 return self._after_refused_claim(open_kfid, external_userid)
             logger.warning(
-                "claiming %s/%s for the bot failed (%s); answering anyway",
-                open_kfid,
-                external_userid,
+                "claiming %s for the bot failed (%s); answering anyway",
+                who(open_kfid, external_userid),
                 redact(exc),
             )
             return True
-        logger.debug("session %s/%s claimed for the bot", open_kfid, external_userid)
+        logger.debug("session %s claimed for the bot", who(open_kfid, external_userid))
         self._claims.add(key)
         return True
 
