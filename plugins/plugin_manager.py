@@ -108,9 +108,20 @@ class PluginManager:
         return pconf
 
     def save_config(self) -> None:
+        """Write plugins.json. A code tree the service user cannot write (root-owned, as docs/operations.md
+        installs it) keeps the plugins running as registered; only the file is not updated."""
         entries = sorted(self.pconf["plugins"].items(), key=lambda kv: -int(kv[1].get("priority", 0)))
         self.pconf["plugins"] = dict(entries)
-        atomic_write_text(self.state_path, json.dumps(self.pconf, indent=4, ensure_ascii=False), mode=0o644)
+        text = json.dumps(self.pconf, indent=4, ensure_ascii=False)
+        try:
+            atomic_write_text(self.state_path, text, mode=0o644)
+        except OSError as exc:
+            logger.warning(
+                "%s cannot be written (%s): plugins run as registered, changes to their order or "
+                "enabled state are not kept; create the file or make its directory writable for this user",
+                self.state_path,
+                exc.strerror,
+            )
 
     # -- discovery -------------------------------------------------------------------------------
     def _import(self, folder: str, path: str) -> ModuleType:

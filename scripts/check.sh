@@ -38,6 +38,8 @@ command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 # /usr/sbin is not on every user's PATH; nginx lives there
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
+# systemd-analyze verifies the unit file of docs/operations.md
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 # CJK glyphs, so the screenshot the browser tests leave for people to look at is readable.
 fc-list 2>/dev/null | grep -qi "wqy\|noto sans cjk" || need+=(fonts-wqy-microhei)
 if [ ${#need[@]} -gt 0 ]; then

@@ -10,7 +10,7 @@ from bridge.context import ContextType
 from bridge.reply import Reply, ReplyType
 from channel.chat_channel import ChatChannel
 from channel.chat_message import ChatMessage
-from plugins import Event, EventAction, EventContext, Plugin, PluginManager
+from plugins import Event, EventAction, EventContext, Plugin, PluginManager, plugin_manager
 from plugins.plugin_manager import PLUGIN_FAILURE_TEXT
 
 PLUGIN = """
@@ -80,6 +80,25 @@ def test_plugins_run_by_priority_and_state_is_written(plugin_dir):
     assert list(state["plugins"]) == ["High", "Mid", "Low"]
     assert state["plugins"]["Mid"] == {"enabled": True, "priority": 5}
     assert not [p for p in plugin_dir.iterdir() if p.name.startswith(".tmp-")]  # no temp file left
+
+
+def test_a_plugins_folder_the_service_cannot_write_still_runs_its_plugins(plugin_dir, caplog, monkeypatch):
+    """A root-owned code tree (docs/operations.md): the write is refused; as root here, nothing refuses
+    it, so the refusal is injected where the file is written."""
+    make_plugin(plugin_dir, "Low", priority=1)
+    make_plugin(plugin_dir, "High", priority=10)
+
+    def refused(path, text, mode=0o600):
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(plugin_manager, "atomic_write_text", refused)
+    manager = PluginManager.reset(str(plugin_dir))
+    with caplog.at_level(logging.WARNING):
+        manager.load_plugins()
+    assert emit(manager)["trace"] == ["High", "Low"]
+    assert [
+        r.getMessage() for r in caplog.records if "cannot be written (Permission denied)" in r.getMessage()
+    ]
 
 
 def test_plugins_json_overrides_priority_and_enabled(plugin_dir):
