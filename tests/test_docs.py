@@ -126,7 +126,8 @@ def test_pip_requirement_files_in_docs_exist() -> None:
     for path in DOC_FILES:
         for line in _code_lines(path):
             for name in re.findall(r"pip install .*?-r\s+(\S+)", line):
-                assert (ROOT / name).is_file(), f"{path.name}: {line}"
+                # docs/operations.md installs a clone at /opt/cow-kf: its files are this tree's
+                assert (ROOT / name.removeprefix("/opt/cow-kf/")).is_file(), f"{path.name}: {line}"
 
 
 @pytest.mark.parametrize("path", DOC_FILES, ids=lambda p: str(p.relative_to(ROOT)))
