@@ -260,6 +260,15 @@ CORE_SETTINGS: tuple[SettingSpec, ...] = (
         "指标服务监听地址；默认只在本机，公网无法读取 / address the metrics server listens on; loopback by "
         "default, so the public cannot read it",
     ),
+    SettingSpec(
+        "wechatcom_kf_drain_seconds",
+        0.0,
+        float,
+        "WECHATCOM_KF_DRAIN_SECONDS",
+        "停止时先让 /readyz 返回 503 并继续服务这么多秒，再关闭回调端口（负载均衡后面的多实例设为"
+        "探测间隔的 2–3 倍） / on stop, answer /readyz 503 and keep serving this long before the "
+        "callback port closes (several instances behind a load balancer: 2–3 times its probe interval)",
+    ),
 )
 KF_SETTINGS: tuple[SettingSpec, ...] = CORE_SETTINGS + DESK_SETTINGS
 ALIAS_OF = {alias: spec.name for spec in KF_SETTINGS for alias in spec.aliases}
@@ -294,6 +303,7 @@ class KfSettings:
     wechatcom_kf_redis_prefix: str
     wechatcom_kf_metrics_port: int
     wechatcom_kf_metrics_host: str
+    wechatcom_kf_drain_seconds: float
     desk: DeskConfig = field(default_factory=DeskConfig.defaults)
 
     def missing_required(self) -> list[str]:

@@ -276,6 +276,8 @@ class WechatComKfChannel(ChatChannel):
         if self._kf_stopped.is_set():
             return
         self._kf_stopped.set()
+        if self._startup_error is None:
+            self._drain()
         with self._kf_server_lock:
             if self._kf_server is not None:
                 self._kf_server.stop()
@@ -292,6 +294,14 @@ class WechatComKfChannel(ChatChannel):
             return
         self.kf.stop(STOP_TIMEOUT_SECONDS, stop_host)
         logger.info("wechatcom_kf channel stopped")
+
+    def _drain(self) -> None:
+        """Tell load balancers first (/readyz 503), and keep answering WeCom while they notice."""
+        self.kf.readiness.stopping.set()
+        seconds = self.kf_settings.wechatcom_kf_drain_seconds
+        if seconds > 0 and self._kf_server is not None:
+            logger.info("stopping: /readyz answers 503 for %.0f s before the callback port closes", seconds)
+            time.sleep(seconds)
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until nothing is pulled, queued or in flight (tests and benchmarks)."""

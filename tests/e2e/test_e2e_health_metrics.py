@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import http.client
+import threading
 from typing import Any
 
 import pytest
@@ -106,3 +107,21 @@ def test_readyz_is_503_while_the_state_store_cannot_be_written(
         assert sample(samples, "wechatcom_kf_ready") == 0
         assert sample(samples, "wechatcom_kf_store_errors_total") >= 1
     assert wait_until(lambda: request(port, "/readyz") == (200, "ready"), TIMEOUT, interval=0.05)
+
+
+def test_on_stop_readyz_turns_503_while_the_port_still_serves_then_it_closes(
+    emu: WeComEmulator, runner: ChannelRunner
+) -> None:
+    channel = runner.start(wechatcom_kf_drain_seconds=1.5)
+    port = channel.port
+    assert wait_until(lambda: request(port, "/readyz") == (200, "ready"), TIMEOUT)
+    stopping = threading.Thread(target=channel.stop, daemon=True)
+    stopping.start()
+    # A load balancer's probe sees "not ready" first; WeCom's callbacks are still answered meanwhile.
+    assert wait_until(lambda: request(port, "/readyz") == (503, "not ready: shutting down"), TIMEOUT, 0.05)
+    assert request(port, "/healthz") == (200, "ok")
+    assert emu.verify_url(f"http://127.0.0.1:{port}/wxkf/")[0] == 200
+    stopping.join(15)
+    assert not stopping.is_alive()
+    with pytest.raises(OSError):
+        request(port, "/healthz")
