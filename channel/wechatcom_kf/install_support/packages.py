@@ -25,7 +25,7 @@ IMPORT_TO_DISTRIBUTION = {"PIL": "pillow", "imageio_ffmpeg": "imageio-ffmpeg", "
 # wechatpy decrypts callbacks with its optional "cryptography" backend.
 IMPLIED_BY_MODULE = {"wechatpy.crypto": ("cryptography",), "wechatpy.enterprise.crypto": ("cryptography",)}
 # Needed only when a setting turns the feature on: reported, never installed.
-OPTIONAL = {"redis": "wechatcom_kf_redis_url"}
+OPTIONAL = {"redis": "wechatcom_kf_redis_url", "prometheus-client": "wechatcom_kf_metrics_port"}
 PROBE_TIMEOUT_SECONDS = 120.0
 VENV_PYTHONS = ("venv/bin/python", ".venv/bin/python", "venv/Scripts/python.exe", ".venv/Scripts/python.exe")
 

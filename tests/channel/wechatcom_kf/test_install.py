@@ -656,6 +656,9 @@ def test_the_channel_needs_its_block_of_requirements() -> None:
     names = {req.key for req in install.channel_needs(False).required}
     assert {"wechatpy", "cryptography", "requests", "h11", "pillow", "imageio-ffmpeg"} <= names
     assert "redis" not in names and "pydub" not in names
+    assert "prometheus-client" not in names  # only with wechatcom_kf_metrics_port: a note, no install
+    optional = {req.key: setting for req, setting in install.channel_needs(False).optional}
+    assert optional == {"redis": "wechatcom_kf_redis_url", "prometheus-client": "wechatcom_kf_metrics_port"}
 
 
 def test_decide_installs_only_what_is_missing() -> None:
