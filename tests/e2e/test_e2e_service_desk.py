@@ -5,6 +5,7 @@ hours with each policy, the welcome menu, operator texts, the flood guard, nickn
 from __future__ import annotations
 
 import threading
+import time
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -314,3 +315,31 @@ def test_corrupt_truncated_and_bomb_images_never_reach_the_model(emu, runner):
     emu.customer_media(kf, user, "image", good, filename="ok.png", wait=True)
     _settle(channel, emu, 1, user)
     assert len(bot.calls) == 1 and bot.calls[0][1] is not None and bot.calls[0][1].get("image_paths")
+
+
+def test_a_slow_model_gets_the_thinking_notice_first_and_it_counts_in_the_budget(emu, runner):
+    kf = emu.default_kfid
+    long_answer = "\n\n".join("长" * 600 for _ in range(6))  # six 1,800-byte parts: more than the budget
+
+    def slow(query: str, _context: Any) -> Reply:
+        time.sleep(0.8)
+        return Reply(ReplyType.TEXT, long_answer if query == "详细说说" else f"答：{query}")
+
+    bot = CountingBot(slow)
+    channel = runner.start(bot=bot, wechatcom_kf_thinking_notice_seconds=0.2)
+    user = emu.add_customer("等待")
+    emu.customer_text(kf, user, "详细说说", wait=True)
+    _settle(channel, emu, 5, user)
+    sends = _texts(emu, user)
+    assert sends[0] == ("send_msg", DEFAULT.thinking) and len(sends) == 5  # the notice took one of five
+    assert sends[-1][1].endswith(DEFAULT.truncated) and len(bot.calls) == 1
+
+
+def test_a_prompt_model_gets_no_thinking_notice(emu, runner):
+    kf, bot = emu.default_kfid, CountingBot()
+    channel = runner.start(bot=bot, wechatcom_kf_thinking_notice_seconds=2.0)
+    user = emu.add_customer("很快")
+    emu.customer_text(kf, user, "你好", wait=True)
+    _settle(channel, emu, 1, user)
+    time.sleep(2.3)  # past the notice's time: the turn was answered, so nothing more goes out
+    assert _texts(emu, user) == [("send_msg", "答：你好")]

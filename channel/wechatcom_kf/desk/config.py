@@ -33,6 +33,7 @@ class DeskConfig:
     flood_window_seconds: float
     customer_info: bool
     ai_disclosure_seconds: float  # 0 = off
+    thinking_notice_seconds: float  # 0 = off
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any]) -> DeskConfig:
@@ -53,6 +54,9 @@ class DeskConfig:
                 _positive(get, "wechatcom_kf_ai_disclosure_hours") * 3600.0
                 if get("wechatcom_kf_ai_disclosure") and texts.ai_disclosure
                 else 0.0
+            ),
+            thinking_notice_seconds=(
+                _at_least_float(get, "wechatcom_kf_thinking_notice_seconds") if texts.thinking else 0.0
             ),
         )
 
@@ -107,4 +111,11 @@ def _positive(get: Any, name: str) -> float:
     value = float(get(name))
     if value <= 0:
         raise ValueError(f"{name}: must be greater than 0")
+    return value
+
+
+def _at_least_float(get: Any, name: str) -> float:
+    value = float(get(name))
+    if value < 0:
+        raise ValueError(f"{name}: must be 0 (off) or more")
     return value

@@ -90,6 +90,8 @@ class FrontDesk:
         if self.config.ai_disclosure_seconds and self._first_time(turn.key, "ai-label", "1"):
             preamble.append(self.texts.ai_disclosure)
         extra: dict[str, Any] = {PREAMBLE_KEY: preamble} if preamble else {}
+        if self.config.thinking_notice_seconds:
+            delivery.notice_if_slow(self.config.thinking_notice_seconds, self.texts.thinking)
         return {**extra, **self._who_is_asking(turn)}
 
     def _asks_for_human(self, turn: Turn) -> bool:

@@ -105,6 +105,15 @@ DESK_SETTINGS: tuple[SettingSpec, ...] = (
         "连发检测的时间窗口（秒）/ the flood window in seconds",
     ),
     _spec(
+        "wechatcom_kf_thinking_notice_seconds",
+        0.0,
+        float,
+        "模型超过这么多秒仍未回答时，先发 wechatcom_kf_thinking_text（计入 5 条限额，只在还能留出"
+        "回答时发送）；0 关闭 / when the model has not answered within this many seconds, send "
+        "wechatcom_kf_thinking_text first (counted in the 5-send budget, only while a send is left for "
+        "the answer); 0 = off",
+    ),
+    _spec(
         "wechatcom_kf_customer_info",
         True,
         bool,

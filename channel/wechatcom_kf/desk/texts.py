@@ -107,6 +107,13 @@ _TEXTS: tuple[_Text, ...] = (
         optional=True,
     ),
     _Text(
+        "thinking",
+        "正在思考，请稍候…",
+        "模型较慢时的等待提示（wechatcom_kf_thinking_notice_seconds 大于 0 时）/ the waiting notice "
+        "while the model is slow (when wechatcom_kf_thinking_notice_seconds is above 0)",
+        optional=True,
+    ),
+    _Text(
         "ai_disclosure",
         "以下回复由 AI 生成，仅供参考。",
         "AI 生成内容提示（wechatcom_kf_ai_disclosure 开启时）/ AI-generated label (when "
@@ -138,6 +145,7 @@ class CustomerTexts:
     voice_cut: str = _DEFAULTS["voice_cut"]
     truncated: str = _DEFAULTS["truncated"]
     flood: str = _DEFAULTS["flood"]
+    thinking: str = _DEFAULTS["thinking"]
     ai_disclosure: str = _DEFAULTS["ai_disclosure"]
 
     @classmethod

@@ -172,6 +172,10 @@ class Deliveries:
             job.done = True
             job.delivery.job_done()
 
+    def schedule(self, key: CustomerKey, job: Callable[[], None], delay: float) -> None:
+        """Run ``job`` on the customer's worker after ``delay`` seconds (dropped at stop)."""
+        self._workers.submit(key, job, delay=delay)
+
     def _within_window(self, job: _Job) -> bool:
         latest = self.ledger.latest_message_time(job.delivery.key) or job.delivery.latest_message_time
         return self.clock() < latest + SEND_WINDOW_SECONDS
@@ -312,6 +316,23 @@ class Delivery:
         ledger = self._service.ledger
         allowance = ledger.allowance_for(self.key, self.msgids, own, first=own + pending == 0)
         return max(0, allowance - pending)
+
+    def notice_if_slow(self, after: float, text: str) -> None:
+        """Send ``text`` once if the bot has not replied within ``after`` seconds — only while a send is
+        left for the answer itself. It has its own msgid range: the answer keeps the turn's first one."""
+
+        def notice() -> None:
+            room = self._allowance()
+            job = _Job(self, f"{self.base}/wait", [text_part(text)])
+            with self._lock:
+                if self._sends or self._closed or self._finished or room < 2:
+                    return  # the answer came first, there will be none, or it needs every send left
+                self._open_jobs += 1
+                self._jobs.append(job)  # from here on the answer's allowance counts it
+            logger.debug("the bot is slow for %s: sending the waiting notice", who(*self.key))
+            self._service.submit(job)
+
+        self._service.schedule(self.key, notice, after)
 
     def count_send(self) -> None:
         with self._lock:
