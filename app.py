@@ -82,10 +82,13 @@ def check_bot(*, sandbox: bool) -> str | None:
 
     Only this runtime checks (the channel also runs inside other hosts); see ``check_bot_settings``.
     """
-    from models.bot_factory import ECHO, bot_kind, check_bot_settings
+    from models.bot_factory import ECHO, bot_kind, check_bot_settings, sandbox_note
 
     get = config.conf().get
     problem = check_bot_settings(get, sandbox=sandbox)
+    note = sandbox_note(get) if sandbox and problem is None else None
+    if note:
+        logger.warning("%s", note)
     if problem is None and not sandbox and bot_kind(str(get("bot_type", "") or "")) == ECHO:
         logger.warning(
             'bot_type is "echo": customers get their own words back ("你说：…"), not answers; '
@@ -186,6 +189,9 @@ def run(argv: list[str] | None = None) -> int:
 
         app.sandbox = start_sandbox(config.conf())
         print(f"sandbox: {app.sandbox.url}", flush=True)
+    from models.providers import apply_endpoint
+
+    apply_endpoint(config.conf())  # the model preset's base URL, model and key, seen by every reader
     config.log_config()  # after the sandbox's overrides: the values in effect, secrets masked
     if args.doctor:
         from channel.wechatcom_kf.doctor import run_doctor

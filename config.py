@@ -58,23 +58,97 @@ _RUNTIME_SETTINGS: tuple[Setting, ...] = (
         "bot_type",
         "",
         str,
-        "对话模型类型：空 = openai（须设置 open_ai_api_key，否则拒绝启动；--sandbox 下用 echo）；echo = "
-        "离线回声机器人（刻意使用时）/ bot type: empty = openai (needs open_ai_api_key, else the app "
-        "refuses to start; echo under --sandbox); echo = the offline echo bot, on purpose only",
+        "对话模型类型：空 = openai（须有模型 API Key，否则拒绝启动；--sandbox 下用 echo）；dify = Dify 应用；"
+        "echo = 离线回声机器人（刻意使用时）；CoW 的 deepseek、dashscope、qwen、zhipu、moonshot 等同于对应的 "
+        "model_provider / bot type: empty = openai (needs a model API key, else the app refuses to start; "
+        "echo under --sandbox); dify = a Dify app; echo = the offline echo bot, on purpose only; CoW's "
+        "deepseek, dashscope, qwen, zhipu, moonshot mean that model_provider",
     ),
-    _s("model", "gpt-4o-mini", str, "对话模型名称 / chat model name"),
+    _s(
+        "model_provider",
+        "",
+        str,
+        "模型服务预设，填好接口地址和默认模型（见 docs/models.md）：openai、deepseek、qwen、zhipu、moonshot、"
+        "siliconflow、ollama、vllm、fastgpt、maxkb；空 = OpenAI 或 open_ai_api_base / provider preset that "
+        "fills the base URL and default model (see docs/models.md); empty = OpenAI or open_ai_api_base",
+    ),
+    _s(
+        "model",
+        "",
+        str,
+        "对话模型名称，空 = 预设的默认模型（无预设时 gpt-4o-mini）/ chat model name, empty = the "
+        "preset's default (gpt-4o-mini without a preset)",
+    ),
     _s(
         "open_ai_api_key",
         "",
         str,
-        "OpenAI 兼容接口的 API Key / API key of the OpenAI-compatible API",
+        "OpenAI 兼容接口的 API Key（预设服务也可用下方 CoW 的专用 Key）/ API key of the OpenAI-compatible "
+        "API (for a preset, CoW's own key name below works too)",
         secret=True,
     ),
     _s(
         "open_ai_api_base",
-        "https://api.openai.com/v1",
+        "",
         str,
-        "OpenAI 兼容接口地址 / base URL of the OpenAI-compatible API",
+        "OpenAI 兼容接口地址，设置后覆盖预设；空 = 预设的地址（无预设时 https://api.openai.com/v1）/ base "
+        "URL of the OpenAI-compatible API, overrides the preset; empty = the preset's (OpenAI's without one)",
+    ),
+    _s(
+        "stream",
+        False,
+        bool,
+        "以流式（SSE）接收模型回答（openai 与 dify 机器人），回复内容不变 / receive answers as a stream "
+        "(SSE) from the openai and dify bots; the reply is the same",
+    ),
+    _s(
+        "deepseek_api_key",
+        "",
+        str,
+        "CoW 的 DeepSeek Key（model_provider: deepseek）/ CoW's DeepSeek key",
+        secret=True,
+    ),
+    _s(
+        "deepseek_api_base",
+        "",
+        str,
+        "CoW 的 DeepSeek 接口地址，空 = 预设 / CoW's DeepSeek base URL, empty = preset",
+    ),
+    _s(
+        "dashscope_api_key",
+        "",
+        str,
+        "CoW 的阿里云百炼（DashScope）Key（model_provider: qwen）/ CoW's DashScope key",
+        secret=True,
+    ),
+    _s("zhipu_ai_api_key", "", str, "CoW 的智谱 Key（model_provider: zhipu）/ CoW's Zhipu key", secret=True),
+    _s("zhipu_ai_api_base", "", str, "CoW 的智谱接口地址，空 = 预设 / CoW's Zhipu base URL, empty = preset"),
+    _s(
+        "moonshot_api_key",
+        "",
+        str,
+        "CoW 的 Moonshot/Kimi Key（model_provider: moonshot）/ CoW's Moonshot key",
+        secret=True,
+    ),
+    _s(
+        "moonshot_base_url",
+        "",
+        str,
+        "CoW 的 Moonshot 接口地址，空 = 预设 / CoW's Moonshot base URL, empty = preset",
+    ),
+    _s(
+        "dify_api_base",
+        "https://api.dify.ai/v1",
+        str,
+        "Dify 应用 API 地址（自部署：http://<host>/v1）/ Dify app API base URL",
+    ),
+    _s("dify_api_key", "", str, "Dify 应用的 API Key（app-…）/ API key of the Dify app (app-…)", secret=True),
+    _s(
+        "dify_app_type",
+        "chatbot",
+        str,
+        "Dify 应用类型：chatbot、agent（总是流式）、chatflow / Dify app type: chatbot, agent (always "
+        "streamed), chatflow",
     ),
     _s("proxy", "", str, "访问模型接口的 HTTP 代理，空=不用 / HTTP proxy for model API calls, empty = none"),
     _s("request_timeout", 60.0, float, "调用模型接口的超时秒数 / timeout in seconds of one model API call"),
@@ -98,7 +172,9 @@ _RUNTIME_SETTINGS: tuple[Setting, ...] = (
         "voice_to_text",
         "",
         str,
-        "语音识别服务：空=关闭，openai / speech-to-text provider: empty = off, openai",
+        "语音识别：空 = 模型服务自带的（openai、siliconflow 预设，有 Key 时），openai = OpenAI 兼容接口，"
+        "off = 关闭 / speech-to-text: empty = the model provider's own (openai, siliconflow presets; "
+        "with a key), openai = the OpenAI-compatible API, off = none",
     ),
     _s(
         "text_to_voice",
@@ -106,7 +182,13 @@ _RUNTIME_SETTINGS: tuple[Setting, ...] = (
         str,
         "语音合成服务：空=关闭，openai / text-to-speech provider: empty = off, openai",
     ),
-    _s("voice_to_text_model", "whisper-1", str, "语音识别模型 / speech-to-text model"),
+    _s(
+        "voice_to_text_model",
+        "",
+        str,
+        "语音识别模型，空 = 预设的（无预设时 whisper-1）/ speech-to-text model, empty = the preset's "
+        "(whisper-1 without one)",
+    ),
     _s("text_to_voice_model", "tts-1", str, "语音合成模型 / text-to-speech model"),
     _s("tts_voice_id", "alloy", str, "语音合成音色 / text-to-speech voice"),
     _s("voice_reply_voice", False, bool, "语音消息用语音回复 / answer voice messages with voice"),

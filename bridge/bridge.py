@@ -8,7 +8,6 @@ from typing import Any
 
 from bridge.context import Context
 from bridge.reply import Reply, ReplyType
-from common import const
 from config import conf
 
 logger = logging.getLogger(__name__)
@@ -43,11 +42,14 @@ class Bridge:
         self._resolve_types()
 
     def _resolve_types(self) -> None:
+        from models.bot_factory import effective_bot_type
+        from voice.factory import voice_to_text_type
+
         cfg = conf()
-        bot_type = cfg.get("bot_type") or (const.OPENAI if cfg.get("open_ai_api_key") else const.ECHO)
         self.btype = {
-            CHAT: bot_type,
-            VOICE_TO_TEXT: cfg.get("voice_to_text") or "",
+            CHAT: effective_bot_type(cfg.get),
+            # The model provider's own transcription when voice_to_text is empty (voice/factory.py).
+            VOICE_TO_TEXT: voice_to_text_type(cfg.get),
             TEXT_TO_VOICE: cfg.get("text_to_voice") or "",
         }
 
@@ -70,6 +72,12 @@ class Bridge:
         """Use ``bot`` for ``typename`` instead of creating one from the configuration."""
         with self._lock:
             self.bots[typename] = bot
+
+    def unset_bot(self, bot: Any, typename: str = CHAT) -> None:
+        """Undo ``set_bot(bot, typename)``, unless another bot has replaced it since."""
+        with self._lock:
+            if self.bots.get(typename) is bot:
+                del self.bots[typename]
 
     def get_bot_type(self, typename: str) -> str:
         return self.btype.get(typename, "")

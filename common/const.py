@@ -2,8 +2,9 @@
 
 Upstream's bundled plugins compare ``Bridge().get_bot_type("chat")`` with the bot type names below
 and check ``#model <name>`` against ``MODEL_LIST`` (godcmd), so the names and values follow CoW 2.x.
-This runtime creates only the echo bot and the OpenAI-compatible bot (``openai``; ``chatGPT`` is its
-historical name): the other bot types exist here for plugins to compare with, not to be configured.
+This runtime creates the echo bot, the OpenAI-compatible bot (``openai``; ``chatGPT`` is its
+historical name; ``deepseek``, ``dashscope``, ``qwen``, ``zhipu``, ``moonshot`` select its provider
+preset) and the Dify bot (``dify``): the other bot types exist here for plugins to compare with.
 """
 
 # -- bot types: this runtime's own ---------------------------------------------------------------

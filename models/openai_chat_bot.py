@@ -1,11 +1,13 @@
 """A chat bot for any OpenAI-compatible `/chat/completions` API, with bounded per-session memory.
 
 API reference: https://platform.openai.com/docs/api-reference/chat/create
+Streaming: https://platform.openai.com/docs/api-reference/chat-streaming
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import mimetypes
 import os
@@ -18,6 +20,7 @@ from bridge.reply import Reply, ReplyType
 from models.bot import Bot
 from models.openai_http import OpenAIHttpClient, OpenAIRequestError, chinese_error_message
 from models.session_memory import CowSessions, SessionMemory
+from models.streaming import AnswerText, partial_callback, read_events
 
 logger = logging.getLogger(__name__)
 
@@ -51,9 +54,11 @@ class OpenAIChatBot(Bot):
         expires_in_seconds: float = 3600.0,
         max_sessions: int = 10_000,
         vision_input: bool = False,
+        stream: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.model = model
+        self.stream = stream
         self.system_prompt = system_prompt
         self.temperature = temperature
         self.vision_input = vision_input
@@ -76,13 +81,13 @@ class OpenAIChatBot(Bot):
         if query in RESET_COMMANDS:
             self.memory.clear(session_id)
             return Reply(ReplyType.INFO, "记忆已清除。")
-        image_paths = _image_paths(context)
+        image_paths = turn_image_paths(context)
         if not query and not image_paths:
             return Reply(ReplyType.TEXT, "你好像什么都没说，请问有什么可以帮您？")
         logger.debug("[openai] session=%s query=%s images=%d", session_id, query, len(image_paths))
         messages = self._build_messages(session_id, query, image_paths)
         try:
-            answer = self._complete(messages)
+            answer = self._complete(messages, context)
         except OpenAIRequestError as err:
             logger.warning("[openai] session=%s chat completion failed: %s", session_id, err)
             return Reply(ReplyType.ERROR, chinese_error_message(err))
@@ -114,8 +119,12 @@ class OpenAIChatBot(Bot):
                 parts.append({"type": "image_url", "image_url": {"url": url}})
         return parts
 
-    def _complete(self, messages: list[dict[str, Any]]) -> str:
-        body = {"model": self.model, "messages": messages, "temperature": self.temperature}
+    def _complete(self, messages: list[dict[str, Any]], context: Context | None) -> str:
+        body: dict[str, Any] = {"model": self.model, "messages": messages, "temperature": self.temperature}
+        if self.stream:
+            body["stream"] = True
+            resp = self.client.post("chat/completions", json=body, stream=True)
+            return _streamed_answer(resp, self.client.timeout, partial_callback(context))
         resp = self.client.post("chat/completions", json=body)
         try:
             data = resp.json()
@@ -125,6 +134,39 @@ class OpenAIChatBot(Bot):
         if not isinstance(content, str) or not content.strip():
             raise OpenAIRequestError("bad_response", resp.status_code)
         return content.strip()
+
+
+def _streamed_answer(resp: Any, timeout: float, on_partial: Callable[[str], None] | None) -> str:
+    """The text of a chat completion stream (``data: {chunk}`` events, then ``data: [DONE]``).
+
+    A stream that ends without ``[DONE]`` or a finish_reason was cut off: an error, not an answer.
+    """
+    answer = AnswerText(on_partial, resp.status_code)
+    finished = False
+    for event in read_events(resp, timeout):
+        if event.data.strip() == "[DONE]":
+            finished = True
+            break
+        try:
+            chunk = json.loads(event.data)
+        except ValueError:
+            raise OpenAIRequestError("bad_response", resp.status_code) from None
+        if not isinstance(chunk, dict):
+            continue
+        if isinstance(chunk.get("error"), dict):
+            code = chunk["error"].get("code") or chunk["error"].get("type")
+            raise OpenAIRequestError("stream_error", resp.status_code, str(code) if code else None)
+        for choice in chunk.get("choices") or []:
+            if isinstance(choice, dict):
+                delta = choice.get("delta")
+                answer.add(delta.get("content") if isinstance(delta, dict) else None)
+                finished = finished or bool(choice.get("finish_reason"))
+    text = answer.text.strip()
+    if not finished:
+        raise OpenAIRequestError("connection", resp.status_code)
+    if not text:
+        raise OpenAIRequestError("bad_response", resp.status_code)
+    return text
 
 
 def image_data_url(path: str) -> str | None:
@@ -138,14 +180,15 @@ def image_data_url(path: str) -> str | None:
     except OSError as exc:
         logger.warning("[openai] image skipped: %s", type(exc).__name__)
         return None
-    mime = _sniff_mime(data) or mimetypes.guess_type(path)[0]
+    mime = sniff_image_mime(data) or mimetypes.guess_type(path)[0]
     if not mime or not mime.startswith("image/"):
         logger.warning("[openai] image skipped: unknown format")
         return None
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
-def _sniff_mime(data: bytes) -> str | None:
+def sniff_image_mime(data: bytes) -> str | None:
+    """The image MIME type from the file's first bytes, or None."""
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "image/webp"
     for magic, mime in _MAGIC_MIME:
@@ -154,7 +197,8 @@ def _sniff_mime(data: bytes) -> str | None:
     return None
 
 
-def _image_paths(context: Context | None) -> list[str]:
+def turn_image_paths(context: Context | None) -> list[str]:
+    """The local image files of the turn (``context["image_paths"]``) that still exist."""
     if context is None:
         return []
     paths = context.get("image_paths") or []

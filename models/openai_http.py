@@ -24,7 +24,8 @@ RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 
 
 class OpenAIRequestError(Exception):
-    """A failed call. `kind` is one of "timeout", "connection", "http", "bad_response"."""
+    """A failed call. `kind` is one of "timeout", "connection", "http", "bad_response", and
+    "stream_error" (the API reported an error inside a 2xx event stream)."""
 
     def __init__(self, kind: str, status: int | None = None, code: str | None = None) -> None:
         self.kind = kind
@@ -41,6 +42,8 @@ def chinese_error_message(err: OpenAIRequestError) -> str:
         return "抱歉，暂时无法连接到模型服务，请稍后再试。"
     if err.kind == "bad_response":
         return "抱歉，模型服务返回了无法识别的内容，请稍后再试。"
+    if err.kind == "stream_error":
+        return "抱歉，模型服务暂时不可用，请稍后再试。"
     if err.status in (401, 403):
         return "抱歉，模型服务鉴权失败，请管理员检查 API Key 配置。"
     if err.status == 429:
@@ -99,8 +102,20 @@ class OpenAIHttpClient:
     def post(self, path: str, **kwargs: Any) -> requests.Response:
         """POST with retries; returns a 2xx response or raises OpenAIRequestError.
 
-        `kwargs` go to requests (json=, data=, files=); file contents must be bytes so a retry can
-        send them again.
+        `kwargs` go to requests (json=, data=, files=, stream=); file contents must be bytes so a
+        retry can send them again.
+        """
+        return self.request("POST", path, **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        """GET with the same retries as `post` (`params=` for the query)."""
+        return self.request("GET", path, **kwargs)
+
+    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """One call with retries on 429/5xx, timeouts and connection errors (the one retry policy).
+
+        With ``stream=True`` the retries cover everything up to a 2xx status line; the body is the
+        caller's to read (and close) and is never retried, since part of it may have been used.
         """
         url = f"{self.api_base}/{path.lstrip('/')}"
         headers = {"Authorization": f"Bearer {self._api_key}"}
@@ -108,7 +123,7 @@ class OpenAIHttpClient:
         for attempt in range(1, self.max_attempts + 1):
             retry_after: float | None = None
             try:
-                resp = self._session().post(url, headers=headers, timeout=self.timeout, **kwargs)
+                resp = self._session().request(method, url, headers=headers, timeout=self.timeout, **kwargs)
             except requests.Timeout:
                 last = OpenAIRequestError("timeout")
             except requests.RequestException as exc:
@@ -119,9 +134,10 @@ class OpenAIHttpClient:
                 if resp.ok:
                     return resp
                 last = OpenAIRequestError("http", resp.status_code, _error_code(resp))
+                retry_after = _retry_after(resp)
+                resp.close()
                 if resp.status_code not in RETRY_STATUSES:
                     raise last
-                retry_after = _retry_after(resp)
             if attempt < self.max_attempts:
                 delay = self._delay(attempt, retry_after)
                 logger.warning(
@@ -144,14 +160,15 @@ class OpenAIHttpClient:
         return delay
 
 
-def client_from_conf(get: Callable[..., Any]) -> OpenAIHttpClient:
-    """A client from CoW's connection keys, so the chat bot and the speech provider connect alike.
+def client_from_conf(get: Callable[..., Any], api_key: str, api_base: str) -> OpenAIHttpClient:
+    """A client for ``api_base`` with the shared connection settings (proxy, timeout), so the chat
+    bots and the speech provider connect alike.
 
     `get` is `conf().get`; taking it as an argument keeps this module free of the configuration.
     """
     return OpenAIHttpClient(
-        get("open_ai_api_key", ""),
-        get("open_ai_api_base", "") or DEFAULT_API_BASE,
+        api_key,
+        api_base or DEFAULT_API_BASE,
         proxy=get("proxy", "") or "",
         timeout=float(get("request_timeout", 60.0)),
     )
@@ -177,6 +194,9 @@ def _error_code(resp: requests.Response) -> str | None:
         return None
     error = body.get("error") if isinstance(body, dict) else None
     if not isinstance(error, dict):
+        # Dify (and others) answer {"code": ..., "message": ..., "status": ...} at the top level.
+        error = body if isinstance(body, dict) and isinstance(body.get("code"), str) else None
+    if error is None:
         return None
     logger.debug("error body: %s", error.get("message"))
     code = error.get("code") or error.get("type")

@@ -7,6 +7,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 
 @dataclass(frozen=True)
@@ -100,14 +101,72 @@ class SessionMemory:
             del self._sessions[oldest_id]
 
 
+class SessionValues:
+    """One value per session id (e.g. a Dify conversation id), with the same bounds as SessionMemory:
+    forgotten after ``expires_in_seconds`` without a ``set``, oldest evicted beyond ``max_sessions``."""
+
+    def __init__(
+        self,
+        expires_in_seconds: float = 3600.0,
+        max_sessions: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.expires_in_seconds = expires_in_seconds
+        self.max_sessions = max(1, int(max_sessions))
+        self._clock = clock
+        self._values: OrderedDict[str, tuple[float, str]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, session_id: str) -> str | None:
+        with self._lock:
+            self._purge_expired()
+            found = self._values.get(session_id)
+            return found[1] if found else None
+
+    def set(self, session_id: str, value: str) -> None:
+        with self._lock:
+            self._purge_expired()
+            self._values.pop(session_id, None)
+            self._values[session_id] = (self._clock(), value)  # now the most recently used
+            while len(self._values) > self.max_sessions:
+                self._values.popitem(last=False)
+
+    def clear(self, session_id: str) -> None:
+        with self._lock:
+            self._values.pop(session_id, None)
+
+    def clear_all(self) -> None:
+        with self._lock:
+            self._values.clear()
+
+    def __len__(self) -> int:
+        with self._lock:
+            self._purge_expired()
+            return len(self._values)
+
+    def _purge_expired(self) -> None:
+        deadline = self._clock() - self.expires_in_seconds
+        while self._values:
+            oldest_id, (last_set, _) = next(iter(self._values.items()))
+            if last_set > deadline:
+                break
+            del self._values[oldest_id]
+
+
+class _Clearable(Protocol):
+    def clear(self, session_id: str) -> None: ...
+
+    def clear_all(self) -> None: ...
+
+
 class CowSessions:
-    """The part of CoW's ``SessionManager`` that upstream plugins call, over a ``SessionMemory``.
+    """The part of CoW's ``SessionManager`` that upstream plugins call, over a session store.
 
     godcmd's ``#reset`` calls ``bot.sessions.clear_session(session_id)`` and ``#resetall`` calls
     ``bot.sessions.clear_all_session()`` (CoW 1.7.6 to CowAgent 2.1.7 alike).
     """
 
-    def __init__(self, memory: SessionMemory) -> None:
+    def __init__(self, memory: _Clearable) -> None:
         self.memory = memory
 
     def clear_session(self, session_id: object) -> None:

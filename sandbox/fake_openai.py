@@ -1,8 +1,9 @@
 """A fake OpenAI-compatible API on loopback, for tests, the sandbox and benchmarks.
 
-Real HTTP (stdlib ThreadingHTTPServer): POST /v1/chat/completions, /v1/audio/transcriptions,
-/v1/audio/speech, GET /v1/models, plus a small control API for a server run in a subprocess:
-GET /_fake/stats and POST /_fake/config {"latency", "fail_next", "fail_status", "transcription_text"}.
+Real HTTP (stdlib ThreadingHTTPServer): POST /v1/chat/completions (also "stream": true, SSE),
+/v1/audio/transcriptions, /v1/audio/speech, GET /v1/models, plus a small control API for a server
+run in a subprocess: GET /_fake/stats and POST /_fake/config {"latency", "fail_next", "fail_status",
+"transcription_text"}.
 
     python -m sandbox.fake_openai --port 8199 --latency 1.0
 """
@@ -79,6 +80,7 @@ class FakeOpenAIServer:
         self._requests: deque[dict[str, Any]] = deque(maxlen=MAX_RECORDS)
         self._uploads: deque[dict[str, Any]] = deque(maxlen=MAX_RECORDS)
         self._speech: deque[dict[str, Any]] = deque(maxlen=MAX_RECORDS)
+        self._hits: deque[dict[str, str]] = deque(maxlen=MAX_RECORDS)
         self._fail_next = 0
         self._fail_status = 429
         self.calls = 0
@@ -144,6 +146,12 @@ class FakeOpenAIServer:
             return list(self._uploads)
 
     @property
+    def hits(self) -> list[dict[str, str]]:
+        """Every API call's {"path", "authorization"}, oldest first: which base URL and key reached us."""
+        with self._lock:
+            return list(self._hits)
+
+    @property
     def speech_requests(self) -> list[dict[str, Any]]:
         with self._lock:
             return list(self._speech)
@@ -163,6 +171,7 @@ class FakeOpenAIServer:
             self._requests.clear()
             self._uploads.clear()
             self._speech.clear()
+            self._hits.clear()
             self.calls = self.peak_concurrency = self._fail_next = 0
 
     # -- used by the handler -----------------------------------------------------------------
@@ -228,7 +237,10 @@ class _Handler(BaseHTTPRequestHandler):
             "/v1/audio/transcriptions": self._transcribe,
             "/v1/audio/speech": self._speech,
         }
-        route = routes.get(path)
+        # Providers mount the API under other prefixes (/compatible-mode/v1, /api/paas/v4, /api/v1...).
+        route = routes.get(path) or next((r for p, r in routes.items() if path.endswith(p[3:])), None)
+        with self.fake._lock:
+            self.fake._hits.append({"path": path, "authorization": self.headers.get("Authorization", "")})
         if route is None:
             self._error(404, "not found")
             return
@@ -273,6 +285,9 @@ class _Handler(BaseHTTPRequestHandler):
         prompt = sum(len(str(m.get("content", ""))) for m in body["messages"] if isinstance(m, dict))
         usage = {"prompt_tokens": max(1, prompt // 2), "completion_tokens": max(1, len(answer) // 2)}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        if body.get("stream"):
+            self._stream_chat(body, answer)
+            return
         self._json(
             200,
             {
@@ -286,6 +301,26 @@ class _Handler(BaseHTTPRequestHandler):
                 "usage": usage,
             },
         )
+
+    def _stream_chat(self, body: dict[str, Any], answer: str) -> None:
+        """The answer as chat.completion.chunk events, a few characters each, then [DONE]."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.send_header("Connection", "close")  # no Content-Length: the end of the body is the close
+        self.end_headers()
+        self.close_connection = True
+        base = {"id": f"chatcmpl-{uuid.uuid4().hex[:12]}", "object": "chat.completion.chunk"}
+        base["model"] = body.get("model", "")
+        pieces = [answer[i : i + 4] for i in range(0, len(answer), 4)]
+        choices: list[dict[str, Any]] = [
+            {"index": 0, "delta": {"content": piece}, "finish_reason": None} for piece in pieces
+        ]
+        choices.append({"index": 0, "delta": {}, "finish_reason": "stop"})
+        for choice in choices:
+            chunk = json.dumps({**base, "choices": [choice]}, ensure_ascii=False)
+            self.wfile.write(f"data: {chunk}\n\n".encode())
+            self.wfile.flush()
+        self.wfile.write(b"data: [DONE]\n\n")
 
     def _transcribe(self, raw: bytes) -> None:
         parts = multipart.parse(self.headers.get("Content-Type", ""), raw)

@@ -61,6 +61,7 @@ class SandboxHandle:
     emulator: WeComEmulator
     channel_port: int
     state_dir: str
+    speech: Any = None  # sandbox.speech.SandboxSpeech when the fake transcribes voice
     _saved_env: dict[str, str | None] = field(default_factory=dict, repr=False)
     _stopped: bool = field(default=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -76,6 +77,8 @@ class SandboxHandle:
                 return
             self._stopped = True
         try:
+            if self.speech is not None:
+                self.speech.stop()
             self.emulator.stop()
         finally:
             _restore_env(self._saved_env)
@@ -152,7 +155,8 @@ def start_sandbox(
 ) -> SandboxHandle:
     """Start the emulator and point the ``wechatcom_kf`` settings in ``config`` at it.
 
-    The bot is left as configured (the echo bot answers when no model API key is set).
+    The bot is left as configured (the echo bot answers when no model API key is set); without a
+    configured speech-to-text, a local fake transcribes voice messages (``sandbox/speech.py``).
     """
     if host != LOOPBACK:
         raise ValueError("the sandbox listens on 127.0.0.1 only")
@@ -186,6 +190,9 @@ def start_sandbox(
             _saved_env=saved_env,
         )
         emu.callback_url = handle.callback_url
+        from sandbox.speech import start_sandbox_speech
+
+        handle.speech = start_sandbox_speech(config)
     except BaseException:
         emu.stop()
         raise

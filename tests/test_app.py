@@ -179,8 +179,13 @@ MISSING_KEY = (
     'or set "bot_type": "echo" to run the offline echo bot on purpose'
 )
 
-UNKNOWN_DIFY = (
-    "configuration error: unknown bot_type 'dify'; known types: echo, openai, chatGPT, gpt (any letter case)"
+UNKNOWN_BOT = (
+    "configuration error: unknown bot_type 'baidu'; known types: echo, openai, chatGPT, gpt, dify, deepseek, "
+    "dashscope, qwen, zhipu, glm-4, moonshot (any letter case)"
+)
+UNKNOWN_PROVIDER = (
+    "configuration error: unknown model_provider 'wenxin'; known providers: openai, deepseek, qwen, zhipu, "
+    "moonshot, siliconflow, ollama, vllm, fastgpt, maxkb"
 )
 
 
@@ -204,9 +209,16 @@ def test_explicit_openai_without_a_key_refuses_to_start(tmp_path, bot_type):
 
 
 def test_unknown_bot_type_refuses_to_start_listing_the_known_types(tmp_path):
-    cfg = {"channel_type": BLOCKING, "bot_type": "dify", "open_ai_api_key": "sk-x"}
+    cfg = {"channel_type": BLOCKING, "bot_type": "baidu", "open_ai_api_key": "sk-x"}
     code, problem = refusal(start_app(tmp_path, cfg))
-    assert (code, problem) == (2, [UNKNOWN_DIFY])
+    assert (code, problem) == (2, [UNKNOWN_BOT])
+
+
+@pytest.mark.parametrize("sandbox", [False, True])
+def test_unknown_model_provider_refuses_to_start_listing_the_known_ones(tmp_path, sandbox):
+    cfg = {"channel_type": BLOCKING, "wechatcom_kf_port": 0, "model_provider": "wenxin"}
+    code, problem = refusal(start_app(tmp_path, cfg, sandbox=sandbox))
+    assert (code, problem) == (2, [UNKNOWN_PROVIDER])
 
 
 def test_model_key_from_the_environment_is_enough(tmp_path):
@@ -236,5 +248,5 @@ def test_sandbox_prints_its_url_and_starts_without_a_model_key(tmp_path):
 
 
 def test_sandbox_with_an_unknown_bot_type_is_refused(tmp_path):
-    code, problem = refusal(start_app(tmp_path, {"wechatcom_kf_port": 0, "bot_type": "dify"}, sandbox=True))
-    assert (code, problem) == (2, [UNKNOWN_DIFY])
+    code, problem = refusal(start_app(tmp_path, {"wechatcom_kf_port": 0, "bot_type": "baidu"}, sandbox=True))
+    assert (code, problem) == (2, [UNKNOWN_BOT])
