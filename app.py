@@ -15,6 +15,7 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import config
@@ -95,6 +96,19 @@ def check_bot(*, sandbox: bool) -> str | None:
             "set bot_type and open_ai_api_key for a real model"
         )
     return problem
+
+
+def runtime_bot(sandbox: bool) -> Callable[[], tuple[str, str | None]]:
+    """For the doctor: which bot this runtime would run, and the problem that stops it, if any."""
+
+    def verdict() -> tuple[str, str | None]:
+        from models.bot_factory import bot_kind, check_bot_settings, effective_bot_type
+
+        get = config.conf().get
+        kind = bot_kind(effective_bot_type(get)) or ""
+        return kind, check_bot_settings(get, sandbox=sandbox)
+
+    return verdict
 
 
 class App:
@@ -197,7 +211,7 @@ def run(argv: list[str] | None = None) -> int:
         from channel.wechatcom_kf.doctor import run_doctor
 
         try:
-            return run_doctor(config.conf(), sandbox=args.sandbox)
+            return run_doctor(config.conf(), sandbox=args.sandbox, runtime_bot=runtime_bot(args.sandbox))
         finally:
             app.shutdown(timeout=1.0)  # stops the sandbox, if one was started
     problem = check_bot(sandbox=args.sandbox)

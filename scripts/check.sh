@@ -59,3 +59,5 @@ echo "== pytest"
 "$PYTHON" -m pytest -q -p no:cacheprovider
 echo "== benchmark smoke run (figures are not a gate)"
 "$PYTHON" -m bench --smoke
+echo "== container image (build, run, /healthz)"
+bash scripts/container_check.sh

@@ -202,15 +202,38 @@ def test_the_bot_names_and_defaults_agree_with_the_runtime():
     assert config.defaults()["model"] == "" and DEFAULT_MODEL == checks.DEFAULT_MODEL
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the doctor (channel/wechatcom_kf/doctor_checks.py) does not know bot_type dify, CoW's "
-    "provider bot types or model_provider yet: it reports them as unknown",
-)
-def test_the_doctor_knows_every_bot_type_the_runtime_accepts():
-    from models.bot_factory import KNOWN_BOT_TYPES
+def runtime_doctor(tmp_path: Path, values: dict[str, Any]) -> tuple[int, dict[str, str]]:
+    """The doctor as ``python app.py --doctor`` runs it: with this runtime's own bot check."""
+    from app import runtime_bot
+    from models.providers import apply_endpoint
 
-    assert {name.lower() for name in KNOWN_BOT_TYPES} == {checks.ECHO, *checks.OPENAI_BOT_TYPES}
+    config.load_config(str(write_config(tmp_path, values)), environ={})
+    apply_endpoint(config.conf())
+    out = io.StringIO()
+    code = run_doctor(config.conf(), out=out, runtime_bot=runtime_bot(False))
+    return code, by_check(out.getvalue())
+
+
+def test_a_dify_app_is_probed_and_a_wrong_key_named(emu, tmp_path, model_base):
+    from tests.models.fake_dify import API_KEY, FakeDify
+
+    with FakeDify() as dify:
+        values = doctor_config(emu, tmp_path, model_base, bot_type="dify", dify_api_base=dify.base_url)
+        code, lines = runtime_doctor(tmp_path, {**values, "dify_api_key": API_KEY})
+        assert status(lines["model"]) == "ok" and "Dify" in lines["model"], lines["model"]
+        code, lines = runtime_doctor(tmp_path, {**values, "dify_api_key": "app-wrong"})
+    assert code != 0 and status(lines["model"]) == "FAIL"
+    assert "dify_api_key" in lines["model"] and "app-wrong" not in lines["model"]
+
+
+def test_the_runtime_check_decides_what_the_doctor_calls_unknown(emu, tmp_path, model_base):
+    # CoW's provider name is a bot_type this runtime runs (the preset's endpoint, here the fake).
+    values = doctor_config(emu, tmp_path, model_base, bot_type="deepseek", deepseek_api_key=MODEL_KEY)
+    _code, lines = runtime_doctor(tmp_path, values)
+    # Probed with the preset's model (the fake lists others: a warning, not "unknown bot_type").
+    assert status(lines["model"]) == "warn" and "deepseek-v4-flash" in lines["model"], lines["model"]
+    code, lines = runtime_doctor(tmp_path, {**values, "bot_type": "baidu"})
+    assert code != 0 and status(lines["model"]) == "FAIL" and "unknown bot_type 'baidu'" in lines["model"]
 
 
 def test_missing_settings_are_named_and_what_needs_them_is_skipped(emu, tmp_path, model_base):

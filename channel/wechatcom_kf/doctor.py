@@ -69,13 +69,20 @@ def run_check(check: Check, ctx: Context) -> Result:
         return Result(FAIL, bilingual("检查本身出错", "the check itself failed", detail))
 
 
-def run_doctor(config: HostConfig, *, sandbox: bool = False, out: TextIO | None = None) -> int:
+def run_doctor(
+    config: HostConfig,
+    *,
+    sandbox: bool = False,
+    out: TextIO | None = None,
+    runtime_bot: Callable[[], tuple[str, str | None]] | None = None,
+) -> int:
     """Run every check against ``config`` (``conf()``), print one line each; the exit code.
 
     ``sandbox``: the configuration was rewritten for the local emulator (the echo bot is fine there).
+    ``runtime_bot``: the host's own verdict on its bot settings (kind, problem), when it has one.
     """
     stream = out if out is not None else sys.stdout
-    ctx = Context(config, sandbox=sandbox)
+    ctx = Context(config, sandbox=sandbox, runtime_bot=runtime_bot)
     failed = False
     try:
         for label, check in CHECKS:

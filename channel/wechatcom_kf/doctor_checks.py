@@ -37,10 +37,11 @@ MAX_ACCOUNTS_SHOWN = 10
 STATE_HUMAN = (2, 3)  # queued in the pool / with a receptionist: the bot stays silent by design
 # This runtime's bot names and defaults (``models/bot_factory.py``, ``config.py``; the channel package
 # imports nothing of the host but its contract, so they are repeated here and a test keeps them in step).
-ECHO, OPENAI = "echo", "openai"
+ECHO, OPENAI, DIFY = "echo", "openai", "dify"
 OPENAI_BOT_TYPES = ("openai", "chatgpt", "gpt")  # any letter case
 DEFAULT_MODEL_BASE = "https://api.openai.com/v1"
 DEFAULT_MODEL = "gpt-4o-mini"
+DEFAULT_DIFY_BASE = "https://api.dify.ai/v1"
 
 
 def bilingual(zh: str, en: str, detail: object = "") -> str:
@@ -65,6 +66,9 @@ class Context:
     api: KfApi | None = None  # set once gettoken worked
     accounts: list[dict[str, Any]] | None = None  # what kf/account/list answered
     read_recent: Callable[[], list[RawItem]] | None = None  # the state store's recent items
+    # This runtime's own verdict on its bot settings: (kind "echo"/"openai"/"dify", problem or None).
+    # None inside another host, whose bots the channel knows nothing about.
+    runtime_bot: Callable[[], tuple[str, str | None]] | None = None
     _closers: list[Callable[[], None]] = field(default_factory=list)
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -571,6 +575,46 @@ def _model_answer(resp: requests.Response, shown: str, model: str, listed: list[
     )
 
 
+def probe_dify(base: str, key: str, proxy: str) -> Result:
+    """``GET /parameters`` of the Dify app: authenticated, answers without running the app."""
+    register_secret(key)
+    shown = _shown_url(base)
+    session = _model_session(base, proxy)
+    try:
+        resp = session.get(
+            f"{base}/parameters", headers={"Authorization": f"Bearer {key}"}, timeout=PROBE_TIMEOUT_SECONDS
+        )
+    except requests.RequestException as exc:
+        return Result(
+            FAIL,
+            bilingual(f"Dify {shown} 无法连接", f"Dify at {shown} is unreachable", type(exc).__name__),
+            bilingual("检查 dify_api_base、网络与 proxy", "check dify_api_base, the network and proxy"),
+        )
+    finally:
+        session.close()
+    if resp.status_code in (401, 403):
+        return Result(
+            FAIL,
+            bilingual(
+                f"Dify 拒绝了 dify_api_key（HTTP {resp.status_code}）",
+                f"Dify refused dify_api_key (HTTP {resp.status_code})",
+            ),
+            bilingual(
+                "使用该应用「访问 API」页的 API 密钥",
+                "use the API key of the app's 访问 API (API access) page",
+            ),
+        )
+    if not resp.ok:
+        return Result(
+            FAIL,
+            bilingual(
+                f"Dify 返回 HTTP {resp.status_code}", f"Dify at {shown} answered HTTP {resp.status_code}"
+            ),
+            bilingual("检查 dify_api_base（以 /v1 结尾）", "check dify_api_base (it ends in /v1)"),
+        )
+    return Result(OK, bilingual(f"Dify 应用 {shown} 可用", f"the Dify app at {shown} answers"))
+
+
 def probe_model(base: str, key: str, model: str, proxy: str) -> Result:
     """One small request: the model list, else a 1-token chat completion; 10 s timeout."""
     shown = _shown_url(base)
@@ -625,9 +669,18 @@ def _unknown_bot(ctx: Context, bot_type: str) -> Result:
 
 
 def bot_kind(ctx: Context) -> str | Result:
-    """``ECHO`` or ``OPENAI`` as this runtime picks the bot (``models/bot_factory.py``), or the Result
-    saying why no bot would answer: an empty bot_type means openai with a key, else echo (a problem
-    outside the sandbox)."""
+    """``ECHO``, ``OPENAI`` or ``DIFY`` as this runtime picks the bot (its own check, when it gave
+    one), or the Result saying why no bot would answer: an empty bot_type means openai with a key,
+    else echo (a problem outside the sandbox)."""
+    if ctx.runtime_bot is not None:
+        kind, problem = ctx.runtime_bot()
+        if problem is not None:
+            return Result(
+                FAIL,
+                bilingual("模型配置无法回答客户", "the bot settings cannot answer customers", problem),
+                bilingual("见 docs/models.md", "see docs/models.md"),
+            )
+        return kind
     bot_type = str(ctx.get("bot_type", "") or "").strip()
     has_key = bool(str(ctx.get("open_ai_api_key", "") or "").strip())
     name = bot_type.lower()
@@ -652,6 +705,12 @@ def check_model(ctx: Context) -> Result:
                 "bot_type is echo: customers get echoes",
             ),
             bilingual("设置 bot_type 和 open_ai_api_key 以使用真实模型", "set bot_type and open_ai_api_key"),
+        )
+    if kind == DIFY:
+        return probe_dify(
+            str(ctx.get("dify_api_base", "") or DEFAULT_DIFY_BASE).rstrip("/"),
+            str(ctx.get("dify_api_key", "") or "").strip(),
+            str(ctx.get("proxy", "") or ""),
         )
     key = str(ctx.get("open_ai_api_key", "") or "").strip()
     register_secret(key)
