@@ -226,6 +226,13 @@ def run(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         app.shutdown(timeout=1.0)
         return fail(f"configuration error: {exc}")
+    except RuntimeError as exc:  # a channel's one-line "cannot start now" (e.g. Redis not up yet)
+        code = getattr(exc, "exit_code", None)
+        if not isinstance(code, int):
+            raise
+        app.shutdown(timeout=1.0)
+        print(f"cannot start: {exc}", file=sys.stderr, flush=True)
+        return code
     try:
         app.check_channels()
     except ValueError as exc:

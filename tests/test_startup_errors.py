@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -252,6 +253,41 @@ def test_log_file_gets_the_log_private_and_rotated(tmp_path: Path) -> None:
     rotated = sorted(p.name for p in log.parent.iterdir() if p.name.startswith("small.log"))
     assert rotated == ["small.log", "small.log.1", "small.log.2"]  # two backups kept, no more
     assert all((log.parent / name).stat().st_mode & 0o777 == 0o600 for name in rotated)
+
+
+# --- a shared store that is not up yet ---------------------------------------------------------------
+
+
+def test_redis_that_never_answers_is_one_line_and_exit_1_after_the_wait(tmp_path: Path) -> None:
+    port = free_port()  # nothing listens there
+    cfg = {
+        **base_config(tmp_path),
+        "wechatcom_kf_redis_url": f"redis://:hunter2-redis@127.0.0.1:{port}/0",
+        "wechatcom_kf_redis_start_wait_seconds": 1.5,
+    }
+    code, stderr = run_app(tmp_path, cfg)
+    lines = [line for line in stderr.splitlines() if line.strip() and not LOG_LINE.match(line)]
+    assert code == 1 and "Traceback" not in stderr, stderr  # a restart may help: not exit 2
+    assert len(lines) == 1 and lines[0].startswith(f"cannot start: Redis 127.0.0.1:{port} "), stderr
+    assert "did not answer within 2 s" in lines[0] and has_both_languages(lines[0])
+    assert sum("does not answer yet" in line for line in stderr.splitlines()) == 1  # said once
+    assert "hunter2-redis" not in stderr
+
+
+def test_redis_that_comes_up_during_the_wait_is_used(tmp_path: Path) -> None:
+    from tests.redis_helpers import RedisServer
+
+    (tmp_path / "redis").mkdir()
+    server = RedisServer(tmp_path / "redis")
+    cfg = {**base_config(tmp_path), "wechatcom_kf_redis_url": server.url}
+    timer = threading.Timer(1.5, server.start)
+    timer.start()
+    try:
+        stderr = start_and_stop(tmp_path, cfg)
+    finally:
+        timer.join()
+        server.stop()
+    assert "does not answer yet" in stderr and "cannot start" not in stderr
 
 
 # --- settings ------------------------------------------------------------------------------------------

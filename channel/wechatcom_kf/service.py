@@ -54,6 +54,7 @@ from .session.recalls import Recalls
 from .session.takeover import Takeover
 from .settings import KfSettings
 from .store import CLAIM_LEASE_SECONDS, JsonFileStore, ResilientStore, StateStore
+from .store.at_start import open_when_reachable
 from .ticker import Ticker
 from .wechatcom_kf_message import WechatComKfMessage
 from .workers import KeyedWorkers
@@ -108,9 +109,16 @@ def make_backend(settings: KfSettings, state_dir: Path) -> StateStore:
     if redis_url:
         from .store import RedisStore  # redis-py is needed only by deployments that use it
 
-        register_secret(urlsplit(redis_url).password)
-        return RedisStore(
-            redis_url, prefix=settings.wechatcom_kf_redis_prefix, cluster=settings.wechatcom_kf_redis_cluster
+        parts = urlsplit(redis_url)
+        register_secret(parts.password)
+        return open_when_reachable(
+            lambda: RedisStore(
+                redis_url,
+                prefix=settings.wechatcom_kf_redis_prefix,
+                cluster=settings.wechatcom_kf_redis_cluster,
+            ),
+            f"{parts.hostname}:{parts.port or 6379}",
+            settings.wechatcom_kf_redis_start_wait_seconds,
         )
     return JsonFileStore(state_dir)
 

@@ -236,6 +236,14 @@ CORE_SETTINGS: tuple[SettingSpec, ...] = (
         "(cluster mode, not a proxy)",
     ),
     SettingSpec(
+        "wechatcom_kf_redis_start_wait_seconds",
+        30.0,
+        float,
+        "WECHATCOM_KF_REDIS_START_WAIT_SECONDS",
+        "启动时 Redis 尚未就绪则最多等待这么多秒，之后以退出码 1 停止（由 systemd/compose 重启）/ at start, "
+        "wait this long for Redis to answer, then stop with exit code 1 (systemd/compose restarts it)",
+    ),
+    SettingSpec(
         "wechatcom_kf_redis_prefix",
         "wechatcom_kf:",
         str,
@@ -301,6 +309,7 @@ class KfSettings:
     wechatcom_kf_redis_url: str
     wechatcom_kf_redis_cluster: bool
     wechatcom_kf_redis_prefix: str
+    wechatcom_kf_redis_start_wait_seconds: float
     wechatcom_kf_metrics_port: int
     wechatcom_kf_metrics_host: str
     wechatcom_kf_drain_seconds: float
