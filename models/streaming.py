@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import requests
+import urllib3
 
 from bridge.context import Context
 from models.openai_http import OpenAIRequestError
@@ -22,6 +23,7 @@ logger = logging.getLogger(__name__)
 # The context key of the optional callable ``(text_so_far: str) -> None``.
 ON_PARTIAL_TEXT = "on_partial_text"
 MAX_ANSWER_CHARS = 200_000  # far above any sendable reply; a longer stream is cut off as broken
+READ_BYTES = 8192
 DEADLINE_FACTOR = 5  # a whole stream may take this many times request_timeout
 
 
@@ -42,19 +44,33 @@ def read_events(resp: requests.Response, timeout: float) -> Iterator[SseEvent]:
     """
     deadline = time.monotonic() + DEADLINE_FACTOR * max(1.0, timeout)
     try:
-        for event in iter_events(resp.iter_content(chunk_size=None)):
+        for event in iter_events(_arriving(resp)):
             yield event
             if time.monotonic() > deadline:
                 raise OpenAIRequestError("timeout", resp.status_code)
-    except requests.Timeout:
+    except (requests.Timeout, urllib3.exceptions.TimeoutError):
         raise OpenAIRequestError("timeout", resp.status_code) from None
-    except requests.RequestException as exc:  # a reset, or a read timeout wrapped by requests
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:  # a reset
         logger.debug("stream broke: %s", type(exc).__name__)
         raise OpenAIRequestError("connection", resp.status_code) from None
     except SseError:
         raise OpenAIRequestError("bad_response", resp.status_code) from None
     finally:
         resp.close()
+
+
+def _arriving(resp: requests.Response) -> Iterator[bytes]:
+    """The body as it arrives. ``iter_content(None)`` waits for the whole body unless the server
+    sends it chunked; a server that ends its stream by closing the connection is streamed too."""
+    read1 = getattr(resp.raw, "read1", None)
+    if read1 is None:
+        yield from resp.iter_content(chunk_size=None)
+        return
+    while True:
+        data = read1(READ_BYTES, decode_content=True)
+        if not data:
+            return
+        yield data
 
 
 class AnswerText:

@@ -71,6 +71,7 @@ class FakeOpenAIServer:
         speech_seconds: float | None = None,
     ) -> None:
         self.latency = latency  # seconds slept by every API call; may be changed while running
+        self.stream_chars_per_second: float | None = None  # pace of a streamed answer (None: at once)
         self.reply_fn: ReplyFn = reply_fn or default_reply
         self.transcription_text = transcription_text
         self.speech_seconds = speech_seconds  # None: derived from the text length
@@ -316,10 +317,13 @@ class _Handler(BaseHTTPRequestHandler):
             {"index": 0, "delta": {"content": piece}, "finish_reason": None} for piece in pieces
         ]
         choices.append({"index": 0, "delta": {}, "finish_reason": "stop"})
+        pace = self.fake.stream_chars_per_second
         for choice in choices:
             chunk = json.dumps({**base, "choices": [choice]}, ensure_ascii=False)
             self.wfile.write(f"data: {chunk}\n\n".encode())
             self.wfile.flush()
+            if pace:
+                time.sleep(len(choice["delta"].get("content", "")) / pace)
         self.wfile.write(b"data: [DONE]\n\n")
 
     def _transcribe(self, raw: bytes) -> None:

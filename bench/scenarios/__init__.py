@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from . import ack, burst, cowhost, crypto, memory, restart, throughput
+from . import ack, burst, cowhost, crypto, firstpart, memory, restart, throughput
 
-SCENARIOS = {module.NAME: module for module in (ack, burst, throughput, crypto, memory, restart, cowhost)}
+SCENARIOS = {
+    module.NAME: module for module in (ack, burst, throughput, crypto, memory, restart, cowhost, firstpart)
+}
 
 __all__ = ["SCENARIOS"]

@@ -47,7 +47,8 @@ from .inbound.router import Router
 from .inbound.turns import FloodWatch, TurnAssembler
 from .metrics import NO_METRICS, KfMetrics, Readiness, StateSources, StoreProbe, token_watch
 from .metrics_server import MetricsServer, ObservedCallbackHandler, metrics_port
-from .outbound.delivery import Deliveries, Delivery
+from .outbound.deliveries import Deliveries
+from .outbound.delivery import Delivery
 from .redaction import register_secret
 from .session.budget import BudgetLedger
 from .session.recalls import Recalls

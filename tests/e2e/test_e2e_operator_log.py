@@ -11,6 +11,7 @@ import pytest
 
 from bridge.reply import Reply, ReplyType
 from channel.wechatcom_kf.logids import short_user
+from sandbox.harness import wait_until
 
 TURN_LINE = re.compile(
     r"turn finished: account=(\S+) customer=(\S+) msgids=(\S+) parts=(\d+) latency=(\S+) outcome=(\S+)$"
@@ -46,6 +47,8 @@ def test_each_answered_turn_is_one_info_line_without_the_full_id_or_the_content(
     m2 = emu.customer_text(kf, second, "发票怎么开", wait=True)
     emu.wait_for_sends(4, timeout=10)
     assert channel.wait_idle(10)
+    # The line is written just after the turn is finished in the store (what wait_idle waits for).
+    assert wait_until(lambda: len(_turn_lines(caplog)) >= 2, 5)
 
     turns = _turn_lines(caplog)
     assert len(turns) == 2 == bot.calls
@@ -70,6 +73,7 @@ def test_a_hand_off_and_a_takeover_each_get_their_line_and_the_turn_says_how_it_
     emu.take_over(kf, taken, "zhangsan", wait=True)
     emu.customer_text(kf, taken, "你好", wait=True)
     assert channel.wait_idle(10)
+    assert wait_until(lambda: len(_turn_lines(caplog)) >= 2, 5)
 
     outcomes = {t.group(2): t.group(6) for t in _turn_lines(caplog)}
     assert outcomes == {short_user(asks): "handed_off", short_user(taken): "human"}

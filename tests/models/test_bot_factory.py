@@ -30,6 +30,8 @@ def test_auto_and_aliases_read_the_configuration(monkeypatch):
     from models.openai_chat_bot import OpenAIChatBot
 
     cfg = conf()
+    for key in ("bot_type", "model_provider"):  # whatever an earlier test left in the configuration
+        monkeypatch.setitem(cfg, key, "")
     monkeypatch.setitem(cfg, "open_ai_api_key", "")
     assert isinstance(create_bot(""), EchoBot)
     monkeypatch.setitem(cfg, "open_ai_api_key", "sk-x")

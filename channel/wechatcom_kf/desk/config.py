@@ -34,6 +34,7 @@ class DeskConfig:
     customer_info: bool
     ai_disclosure_seconds: float  # 0 = off
     thinking_notice_seconds: float  # 0 = off
+    stream_early_parts: bool
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any]) -> DeskConfig:
@@ -55,6 +56,7 @@ class DeskConfig:
                 if get("wechatcom_kf_ai_disclosure") and texts.ai_disclosure
                 else 0.0
             ),
+            stream_early_parts=bool(get("wechatcom_kf_stream_early_parts")),
             thinking_notice_seconds=(
                 _at_least_float(get, "wechatcom_kf_thinking_notice_seconds") if texts.thinking else 0.0
             ),

@@ -24,6 +24,7 @@ from ..expiring import ExpiringMap
 from ..inbound.turns import Turn
 from ..logids import who
 from ..outbound.delivery import Delivery
+from ..outbound.early_parts import ON_PARTIAL_TEXT
 from ..store.base import KeyValues
 from .config import DeskConfig
 from .customers import CustomerDirectory
@@ -92,7 +93,20 @@ class FrontDesk:
         extra: dict[str, Any] = {PREAMBLE_KEY: preamble} if preamble else {}
         if self.config.thinking_notice_seconds:
             delivery.notice_if_slow(self.config.thinking_notice_seconds, self.texts.thinking)
+        if self.config.stream_early_parts:
+            extra[ON_PARTIAL_TEXT] = delivery.stream_listener(self._customer_text(preamble))
         return {**extra, **self._who_is_asking(turn)}
+
+    def _customer_text(self, preamble: list[str]) -> Callable[[str], str]:
+        """What the customer will get for the bot's text, as ``on_reply`` makes it (for early parts)."""
+        marker = self.config.handoff.marker
+        head = "\n\n".join(preamble)
+
+        def customer_text(text: str) -> str:
+            body = text.replace(marker, "") if marker and marker in text else text
+            return f"{head}\n\n{body}" if head else body
+
+        return customer_text
 
     def _asks_for_human(self, turn: Turn) -> bool:
         menu_id, keywords = self.config.handoff.menu_id, self.config.handoff.keywords

@@ -114,6 +114,14 @@ DESK_SETTINGS: tuple[SettingSpec, ...] = (
         "the answer); 0 = off",
     ),
     _spec(
+        "wechatcom_kf_stream_early_parts",
+        True,
+        bool,
+        "模型流式输出（stream: true）时，回答的前几段一写完就先发出（段落与不流式时完全相同，只是更早）/ "
+        "with a streaming model (stream: true), send the answer's first parts as soon as they are written "
+        "(the same parts as without streaming, only sooner)",
+    ),
+    _spec(
         "wechatcom_kf_customer_info",
         True,
         bool,

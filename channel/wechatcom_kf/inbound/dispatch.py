@@ -15,7 +15,8 @@ from typing import Any
 from bridge.context import Context
 
 from ..logids import who
-from ..outbound.delivery import Deliveries, Delivery
+from ..outbound.deliveries import Deliveries
+from ..outbound.delivery import Delivery
 from ..store.base import StoreUnavailable
 from .turns import Turn
 

@@ -34,9 +34,10 @@ def plan_key(base: str) -> str:
     return PLAN_KEY_PREFIX + base
 
 
-def savable_texts(parts: list[OutboundPart]) -> list[str] | None:
-    """The texts of a reply worth a plan: more than one part, all of them text."""
-    if len(parts) < 2 or any(p.msgtype != "text" or p.upload is not None for p in parts):
+def savable_texts(parts: list[OutboundPart], before: int = 0) -> list[str] | None:
+    """The texts of a reply worth a plan: more than one part with the ``before`` parts of it already
+    planned (sent early), all of them text."""
+    if len(parts) + before < 2 or any(p.msgtype != "text" or p.upload is not None for p in parts):
         return None
     return [str(p.body.get("content", "")) for p in parts]
 

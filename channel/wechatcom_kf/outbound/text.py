@@ -156,3 +156,24 @@ def split_text(
         parts.append(text[start:end].strip())
         start = splitter.skip_space(rest)
     return [part for part in parts if part]
+
+
+def settled_parts(known: str, max_bytes: int = 2048, max_parts: int = 5) -> list[str]:
+    """The first parts of ``split_text(known + anything)``, whatever ``anything`` is.
+
+    For a text still being written (a streamed answer): a part is settled once the text runs past its
+    window, so the boundary chosen in it cannot change; the part that may carry the truncation marker
+    (part ``max_parts``) and the last, still growing one never are. Mirrors ``split_text``'s loop.
+    """
+    text = _sanitize(known).strip()
+    splitter = _Splitter(text, max_bytes)
+    parts: list[str] = []
+    start = 0
+    while start < len(text) and len(parts) < max_parts - 1 and not splitter.fits(start, max_bytes):
+        window_end = bisect_right(splitter.offsets, splitter.offsets[start] + max_bytes) - 1
+        if window_end + 2 >= len(text):  # the boundary search may look one character past the window
+            break
+        end, rest = splitter.cut(start, max_bytes)
+        parts.append(text[start:end].strip())
+        start = splitter.skip_space(rest)
+    return [part for part in parts if part]

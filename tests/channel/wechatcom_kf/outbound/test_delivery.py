@@ -16,7 +16,8 @@ from channel.wechatcom_kf.api import KfApi
 from channel.wechatcom_kf.inbound.inflight import InFlight
 from channel.wechatcom_kf.inbound.items import CustomerMessage, parse_item
 from channel.wechatcom_kf.inbound.turns import Turn
-from channel.wechatcom_kf.outbound.delivery import SEND_WINDOW_SECONDS, Deliveries, Delivery
+from channel.wechatcom_kf.outbound.deliveries import SEND_WINDOW_SECONDS, Deliveries
+from channel.wechatcom_kf.outbound.delivery import Delivery
 from channel.wechatcom_kf.outbound.msgid import make_msgid
 from channel.wechatcom_kf.outbound.planner import OutboundLimits
 from channel.wechatcom_kf.outbound.plans import plan_key

@@ -1,0 +1,94 @@
+"""The first words sooner: parts of a streamed answer sent while the model is still writing.
+
+A bot that streams (this runtime's OpenAI-compatible and Dify bots with ``stream: true``) calls
+``context[ON_PARTIAL_TEXT]`` with the answer so far. A part is sent as soon as it is *settled*: exactly
+the part the whole answer will be cut into (``text.settled_parts`` on the Markdown-converted text, up to
+the last line a following line can no longer change). So the customer gets the same parts, in the
+same number, as without streaming — only sooner; the part that may carry the truncation marker waits
+for the end. The final reply then sends what is left (``Delivery.send``). CoW's bots never call it:
+in a CoW host nothing changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Callable
+from typing import Protocol
+
+from .markdown import markdown_to_plain
+from .text import settled_parts
+
+logger = logging.getLogger(__name__)
+
+# The context key our runtime's streaming bots call (``models/streaming.py``; the channel imports
+# nothing of its host but the CoW contract, so the name is repeated and a test keeps them in step).
+ON_PARTIAL_TEXT = "on_partial_text"
+_ENDS_WITH_BLANK_LINE = re.compile(r"\n[ \t\r\f\v]*\n\s*$")
+
+
+def settled_answer_parts(
+    so_far: str, *, max_bytes: int, budget: int, customer_text: Callable[[str], str] = str
+) -> list[str]:
+    """The parts of the final answer that ``so_far`` (a prefix of it) already decides.
+
+    ``customer_text`` turns the bot's text into what the customer gets (the desk's preamble, the
+    hand-off marker removed), as the final reply will be turned.
+    """
+    complete = so_far[: so_far.rfind("\n") + 1]  # a line still being written is not converted
+    if not complete.strip():
+        return []
+    plain = markdown_to_plain(customer_text(complete))
+    # The last converted line may still change (a setext underline or a table's delimiter row may
+    # follow it), unless a blank line ended it: then no later line reaches back.
+    if not _ENDS_WITH_BLANK_LINE.search(complete):
+        plain = plain[: plain.rfind("\n")] if "\n" in plain else ""
+    known = plain
+    return settled_parts(known, max_bytes, budget)
+
+
+class Sink(Protocol):
+    """Where settled parts go: the turn's delivery."""
+
+    def early_budget(self) -> int | None:
+        """The sends the whole answer may use, or None when the turn may not send early."""
+        ...
+
+    def send_early(self, index: int, text: str) -> bool:
+        """Send part ``index``; False when the turn may not send any more (finished, refused)."""
+        ...
+
+
+class EarlyParts:
+    """One turn's streamed answer: sends each newly settled part, in order, once."""
+
+    def __init__(self, sink: Sink, *, max_bytes: int, customer_text: Callable[[str], str]) -> None:
+        self._sink = sink
+        self._max_bytes = max_bytes
+        self._customer_text = customer_text
+        self._lock = threading.Lock()
+        self._seen = 0  # characters of complete lines already looked at
+        self.budget: int | None = None  # fixed when the first line is complete
+        self.sent: list[str] = []
+        self.stopped = False
+
+    def on_text(self, so_far: str) -> None:
+        """The bot's answer so far (called on the bot's thread, each time it grows)."""
+        with self._lock:
+            end = so_far.rfind("\n") + 1
+            if self.stopped or end <= self._seen:
+                return
+            self._seen = end
+            if self.budget is None:
+                self.budget = self._sink.early_budget()
+            if self.budget is None or len(self.sent) >= self.budget - 1:
+                return  # nothing may go early, or only the last part is left (it may need the marker)
+            settled = settled_answer_parts(
+                so_far, max_bytes=self._max_bytes, budget=self.budget, customer_text=self._customer_text
+            )
+            for text in settled[len(self.sent) :]:
+                if not self._sink.send_early(len(self.sent), text):
+                    self.stopped = True
+                    return
+                self.sent.append(text)
