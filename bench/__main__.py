@@ -1,9 +1,9 @@
 """``python -m bench [--smoke] [--only NAME[,NAME]] [-n N] [--bot-latency S] [--messages M] ...``
 
-Prints one JSON line per scenario on stdout (ack, burst, throughput, crypto, memory, restart), then a
-short human summary with every target marked ok / below target. Progress goes to stderr. Every scenario runs
-under a hard deadline (``--duration``); a scenario that hits it still prints its line, with
-``"timed_out": true`` and what was measured.
+Prints one JSON line per scenario on stdout (ack, burst, throughput, crypto, memory, restart, cowhost,
+soak), then a short human summary with every target marked ok / below target. Progress goes to stderr.
+Every scenario runs under a hard deadline (``--duration``); a scenario that hits it still prints its
+line, with ``"timed_out": true`` and what was measured.
 """
 
 from __future__ import annotations
@@ -35,7 +35,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--bot-latency", type=float, help="burst: seconds per bot answer (default 1.0)")
     parser.add_argument("--messages", type=int, help="throughput: messages (default 20000)")
     parser.add_argument("--memory-messages", type=int, help="memory: messages (default 100000)")
-    parser.add_argument("--duration", type=float, help="hard cap in seconds per scenario (default 600)")
+    parser.add_argument("--soak-messages", type=int, help="soak: messages (default 1000000)")
+    parser.add_argument("--soak-customers", type=int, help="soak: customers (default 50000)")
+    parser.add_argument("--soak-every", type=int, help="soak: sample every N messages (default 100000)")
+    parser.add_argument("--plot", metavar="PNG", help="soak: draw RSS and replies/s into this PNG file")
+    parser.add_argument(
+        "--duration", type=float, help="hard cap in seconds per scenario (default 600; soak 3 h)"
+    )
     parser.add_argument("--profile", metavar="DIR", help="run each app under cProfile, .prof files into DIR")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details to stderr")
     return parser.parse_args(argv)
@@ -51,8 +57,16 @@ def build_options(args: argparse.Namespace) -> Options:
         opts.messages = max(1, args.messages)
     if args.memory_messages is not None:
         opts.memory_messages = max(1, args.memory_messages)
+    if args.soak_messages is not None:
+        opts.soak_messages = max(1, args.soak_messages)
+    if args.soak_customers is not None:
+        opts.soak_customers = max(1, args.soak_customers)
+    if args.soak_every is not None:
+        opts.soak_every = max(1, args.soak_every)
+    if args.plot:
+        opts.plot_path = args.plot
     if args.duration is not None:
-        opts.duration = max(1.0, args.duration)
+        opts.duration = opts.soak_duration = max(1.0, args.duration)
     if args.profile:
         opts.profile_dir = args.profile
     return opts
@@ -69,7 +83,7 @@ def selected(only: str | None) -> list[str]:
 
 
 def run_one(name: str, opts: Options) -> dict[str, Any]:
-    deadline = Deadline(opts.duration)
+    deadline = Deadline(opts.soak_duration if name == "soak" else opts.duration)
     started = time.monotonic()
     try:
         result = SCENARIOS[name].run(opts, deadline)

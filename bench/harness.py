@@ -85,6 +85,11 @@ class Options:
     crypto_seconds: float = 3.0
     cow_customers: int = 200
     cow_versions: tuple[str, ...] = ("1.7", "2.0", "2.1")
+    soak_messages: int = 1_000_000
+    soak_customers: int = 50_000
+    soak_every: int = 100_000  # a sample (RSS, rate) every this many messages
+    soak_duration: float = 3 * 3600.0  # the soak's own cap: a million messages take most of an hour
+    plot_path: str | None = None  # soak: draw RSS and rate against messages into this PNG
     duration: float = 600.0
     profile_dir: str | None = field(default_factory=lambda: os.environ.get(PROFILE_ENV) or None)
 
@@ -104,6 +109,10 @@ class Options:
             crypto_seconds=0.3,
             cow_customers=10,
             cow_versions=("2.1",),
+            soak_messages=1000,
+            soak_customers=100,
+            soak_every=250,
+            soak_duration=30.0,
             duration=30.0,
         )
 

@@ -32,11 +32,13 @@ class LoadResult:
 
 
 class _ReplyCounter:
-    """Replies per customer, updated incrementally from the emulator's append-only list of sends."""
+    """Replies per customer since the drive began, updated incrementally from the emulator's
+    append-only list of sends (a long soak calls ``drive`` many times: earlier sends are not re-read)."""
 
     def __init__(self, emu: WeComEmulator) -> None:
         self.emu = emu
-        self.index = 0
+        with emu.state.lock:
+            self.start = self.index = len(emu.state.sends)
         self.per_user: dict[str, int] = {}
 
     def update(self) -> int:
@@ -45,7 +47,7 @@ class _ReplyCounter:
             user = sends[self.index].touser
             self.per_user[user] = self.per_user.get(user, 0) + 1
             self.index += 1
-        return self.index
+        return self.index - self.start
 
 
 def drive(

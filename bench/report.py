@@ -59,6 +59,30 @@ TARGETS: dict[str, list[Target]] = {
             " MB",
         )
     ],
+    "soak": [
+        Target(
+            "RSS growth per 100k messages",
+            lambda r: r.get("growth_mb_per_100k"),
+            lambda v: v <= 30,
+            "<= 30 MB",
+            " MB",
+        ),
+        Target("RSS at the end", lambda r: r.get("rss_end_mb"), lambda v: v <= 200, "<= 200 MB", " MB"),
+        Target(
+            "replies/s, last segment / first",
+            lambda r: r.get("rate_last_vs_first"),
+            lambda v: v >= 0.9,
+            ">= 0.9",
+        ),
+    ],
+    "firstpart": [
+        Target(
+            "first part / last part (streamed)",
+            lambda r: r.get("first_over_last"),
+            lambda v: v <= 0.4,
+            "<= 0.4",
+        )
+    ],
 }
 BURST_LAST_REPLY = Target(
     "time to last reply", lambda r: r.get("time_to_last_reply_s"), lambda v: v < 3, "< 3 s at 256", " s"
@@ -89,6 +113,12 @@ def _info(result: dict[str, Any]) -> str:
         return (
             f"RSS start {result.get('rss_start_mb')} MB, before {result.get('rss_before_mb')} MB, "
             f"after {result.get('rss_after_mb')} MB, after idle {result.get('rss_after_idle_mb')} MB"
+        )
+    if name == "soak":
+        return (
+            f"{result.get('replies')} replies from {result.get('customers')} customers, RSS start "
+            f"{result.get('rss_start_mb')} MB, end {result.get('rss_end_mb')} MB, after idle "
+            f"{result.get('rss_after_idle_mb')} MB"
         )
     if name == "restart":
         parts = []

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from . import ack, burst, cowhost, crypto, firstpart, memory, restart, throughput
+from . import ack, burst, cowhost, crypto, firstpart, memory, restart, soak, throughput
 
 SCENARIOS = {
-    module.NAME: module for module in (ack, burst, throughput, crypto, memory, restart, cowhost, firstpart)
+    module.NAME: module
+    for module in (ack, burst, throughput, crypto, memory, restart, cowhost, soak, firstpart)
 }
 
 __all__ = ["SCENARIOS"]

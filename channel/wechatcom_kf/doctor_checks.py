@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import re
 import socket
@@ -385,7 +386,7 @@ def _json_reader(state_dir: Path) -> Callable[[], list[RawItem]]:
 
     def read() -> list[RawItem]:  # read-only: the main file as the channel left it
         accounts = read_main_file(state_dir / FILE_NAME).accounts
-        return [item for account in accounts.values() for item in account.pending.values()]
+        return [json.loads(text) for account in accounts.values() for text in account.pending.values()]
 
     return read
 

@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 
 from bridge.context import Context
 
+from . import heap
 from .api import KfApi
 from .desk.customers import CustomerDirectory
 from .desk.front_desk import FrontDesk
@@ -263,6 +264,7 @@ class KfService:
         ticker.add("sweep for orphaned messages", claim_lease_seconds / 2, self.puller.sweep)
         ticker.add("prune media", MEDIA_PRUNE_SECONDS, self._prune_media)
         ticker.add("store housekeeping", STORE_MAINTENANCE_SECONDS, self.store.maintain)
+        ticker.add("return freed memory", heap.TRIM_SECONDS, heap.release_free_memory)
         ticker.add("state store probe", STORE_CHECK_SECONDS, self.store_probe.check, first_after=0)
         ticker.add("access_token after a failed fetch", TOKEN_RECHECK_SECONDS, self._recheck_token)
         if self.allowlist is not None:

@@ -18,7 +18,10 @@ EXPECTED_KEYS = {
     "memory": {"messages", "rss_start_mb", "rss_before_mb", "rss_after_mb", "rss_after_idle_mb", "growth_mb"},
     "restart": {"cold", "warm"},
     "cowhost": {"customers", "bot_latency_s", "runtime_s", "hosts"},
+    "soak": {"messages", "customers", "samples", "rss_start_mb", "rss_end_mb", "rss_after_idle_mb"},
+    "firstpart": {"answer_bytes", "streamed", "not_streamed", "first_over_last"},
 }
+SOAK_SAMPLE_KEYS = {"messages", "rss_mb", "replies_per_s", "cpu_ms_per_msg"}
 BURST_RUN_KEYS = {
     "concurrency",
     "answered",
@@ -34,7 +37,7 @@ BURST_RUN_KEYS = {
 RESTART_KEYS = {"port_open_s", "first_callback_200_s", "first_reply_s", "timed_out"}
 
 
-def test_smoke_run_prints_six_json_lines_with_the_expected_keys() -> None:
+def test_smoke_run_prints_one_json_line_per_scenario_with_the_expected_keys() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "bench", "--smoke"],
         cwd=REPO_ROOT,
@@ -57,4 +60,10 @@ def test_smoke_run_prints_six_json_lines_with_the_expected_keys() -> None:
         assert not BURST_RUN_KEYS - set(run), run
     for phase in ("cold", "warm"):
         assert not RESTART_KEYS - set(lines[5][phase]), lines[5]
+    soak = next(line for line in lines if line["scenario"] == "soak")
+    assert [sample["messages"] for sample in soak["samples"]] == [0, 250, 500, 750, 1000]
+    assert all(not SOAK_SAMPLE_KEYS - set(sample) for sample in soak["samples"])
+    assert soak["replies"] == 1000
+    first = next(line for line in lines if line["scenario"] == "firstpart")
+    assert first["streamed"]["parts"] == first["not_streamed"]["parts"] == 3  # the same parts either way
     assert "summary" in proc.stdout.split("\n{")[-1]

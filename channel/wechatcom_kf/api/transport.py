@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -21,7 +20,6 @@ from typing import Any, TypeVar
 
 import requests
 import urllib3
-from requests.adapters import HTTPAdapter
 from wechatpy.enterprise import WeChatClient
 from wechatpy.exceptions import WeChatClientException
 
@@ -38,6 +36,9 @@ from ..errors import (
 from ..metrics import observed_token_fetch
 from ..redaction import redact, register_secret
 from ..retry import CREDENTIALS, RetryPolicy
+from .http_session import JSON_HEADERS, PreparedPosts, environment_proxies, make_session
+
+__all__ = ["JSON_HEADERS", "PreparedPosts", "Transport", "environment_proxies", "make_session"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -58,30 +59,6 @@ class _RedactFilter(logging.Filter):
 _url_logger = logging.getLogger("urllib3.connectionpool")
 if not any(isinstance(f, _RedactFilter) for f in _url_logger.filters):
     _url_logger.addFilter(_RedactFilter())
-
-
-def environment_proxies(url: str) -> dict[str, str]:
-    """The proxies that requests would take from the environment for ``url`` (NO_PROXY honoured)."""
-    found = requests.utils.get_environ_proxies(url)
-    return {scheme: proxy for scheme, proxy in found.items() if scheme != "no"}
-
-
-def make_session(pool_size: int, base_url: str) -> requests.Session:
-    """One session whose connection pool serves ``pool_size`` concurrent threads per host.
-
-    Every call goes to ``base_url``'s host, so the environment's proxy and CA bundle settings are read
-    once here; with ``trust_env`` requests would scan and decode every environment variable per call.
-    """
-    session = requests.Session()
-    session.trust_env = False
-    session.proxies = environment_proxies(base_url)
-    session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-    if session.proxies:
-        logger.info("WeCom API calls go through the environment's proxy for %s", ", ".join(session.proxies))
-    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
 
 
 # gettoken answers that no retry fixes: a setting or the WeCom admin console must change.
@@ -262,6 +239,7 @@ class Transport:
         self._own_session = session is None
         self.session = session if session is not None else make_session(pool_size, api_base)
         self.client = TokenClient(corp_id, secret, api_base=api_base, timeout=timeout, http=self.session)
+        self._posts = PreparedPosts(self.session, api_base)
         self._token_lock = threading.Lock()  # one gettoken at a time: no stampede
         self._credentials = CredentialBackoff(CREDENTIALS)
         self._closed = threading.Event()
@@ -341,22 +319,45 @@ class Transport:
         if logger.isEnabledFor(logging.DEBUG):
             shown = json.dumps(body, ensure_ascii=False) if body is not None else ""
             logger.debug("WeCom %s %s params=%s body=%s", method, path, redact(params or {}), redact(shown))
-        query = dict(params or {})
-        query["access_token"] = token
-        kwargs: dict[str, Any] = {"params": query, "timeout": self.timeout}
-        if body is not None:
-            kwargs["data"] = body
-            kwargs["headers"] = {"Content-Type": "application/json; charset=utf-8"}
-        if files is not None:
-            kwargs["files"] = files
         try:
-            request = self.client.get if method == "GET" else self.client.post
-            result = request(path, **kwargs)
+            if method == "POST" and body is not None and params is None and files is None:
+                result = self._post_json(path, token, body)
+            else:
+                result = self._wechatpy_request(method, path, token, params, body, files)
         except (requests.RequestException, WeChatClientException) as exc:
             raise to_kf_error(exc, path, msgid_sent=msgid_sent) from None
         if not isinstance(result, dict):
             raise KfNetworkError(f"{path}: answer is not JSON", api=path)
         return result
+
+    def _post_json(self, path: str, token: str, body: dict[str, Any]) -> Any:
+        """The hot path (every sync_msg, send_msg, service_state call): a prepared POST, the answer
+        read by wechatpy as its own calls are (errcode -> WeChatClientException)."""
+        data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        response = self._posts.post(path, token, data, self.timeout)
+        if response.status_code >= 400:
+            raise WeChatClientException(None, None, client=self.client, response=response)
+        return self.client._handle_result(response)
+
+    def _wechatpy_request(
+        self,
+        method: str,
+        path: str,
+        token: str,
+        params: dict[str, Any] | None,
+        body: dict[str, Any] | None,
+        files: dict[str, Any] | None,
+    ) -> Any:
+        query = dict(params or {})
+        query["access_token"] = token
+        kwargs: dict[str, Any] = {"params": query, "timeout": self.timeout}
+        if body is not None:
+            kwargs["data"] = body
+            kwargs["headers"] = JSON_HEADERS
+        if files is not None:
+            kwargs["files"] = files
+        request = self.client.get if method == "GET" else self.client.post
+        return request(path, **kwargs)
 
     def close(self) -> None:
         self._closed.set()

@@ -1,10 +1,12 @@
 """Append-only journal beside the JSON store's main file: finished msgids and key-value changes.
 
 One JSON line per record, so no msgid or value can break the line format:
-``["<msgid>",<expires_at>]`` marks a message done; ``["k","<key>",<value or null>,<expires_at or null>]``
-sets (null: deletes) a value. The store appends a batch with one write and one fsync. A line cut short
-by a crash is ignored on load and cut off before anything else is appended; compaction replaces the
-file atomically with the live records only.
+``["h", "<16 hex digits>", <expires_at>]`` marks a message done by the 64-bit digest of its account and
+msgid (``done_ids.py``); ``["k","<key>",<value or null>,<expires_at or null>]`` sets (null: deletes) a
+value. ``["<msgid>",<expires_at>]``, a done msgid without its account, is what earlier versions wrote;
+it is still read (``LegacyDone``) and never written. The store appends a batch with one write and one
+fsync. A line cut short by a crash is ignored on load and cut off before anything else is appended;
+compaction replaces the file atomically with the live records only.
 """
 
 from __future__ import annotations
@@ -27,6 +29,14 @@ JOURNAL_NAME = "wechatcom_kf_done.log"
 
 @dataclass(frozen=True, slots=True)
 class Done:
+    digest: int  # done_ids.digest(open_kfid, msgid)
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class LegacyDone:
+    """A done msgid from an earlier version's journal: its account is not known."""
+
     msgid: str
     expires_at: float
 
@@ -38,7 +48,7 @@ class ValueSet:
     expires_at: float | None
 
 
-Record = Done | ValueSet
+Record = Done | LegacyDone | ValueSet
 
 
 def encode(records: Iterable[Record]) -> bytes:
@@ -46,7 +56,10 @@ def encode(records: Iterable[Record]) -> bytes:
     lines: list[str] = []
     for rec in records:
         if isinstance(rec, Done):
-            lines.append(json.dumps([rec.msgid, round(rec.expires_at, 3)]))
+            # Formatted by hand, as json.dumps would (one per finished message: the hot record).
+            lines.append(f'["h", "{rec.digest:016x}", {round(rec.expires_at, 3)!r}]')
+        elif isinstance(rec, LegacyDone):
+            raise TypeError("LegacyDone records are read, never written")
         else:
             exp = None if rec.expires_at is None else round(rec.expires_at, 3)
             lines.append(json.dumps(["k", rec.key, rec.value, exp]))
@@ -64,9 +77,16 @@ def _parse(raw: bytes) -> Record | None:
         return None
     if not isinstance(value, list):
         return None
+    if len(value) == 3 and value[0] == "h" and isinstance(value[1], str) and len(value[1]) == 16:
+        exp = _number(value[2])
+        try:
+            key = int(value[1], 16)
+        except ValueError:
+            return None
+        return None if exp is None else Done(key, exp)
     if len(value) == 2 and isinstance(value[0], str):
         exp = _number(value[1])
-        return None if exp is None else Done(value[0], exp)
+        return None if exp is None else LegacyDone(value[0], exp)
     if len(value) == 4 and value[0] == "k" and isinstance(value[1], str):
         val, exp = value[2], value[3]
         if (val is not None and not isinstance(val, str)) or (exp is not None and _number(exp) is None):

@@ -3,23 +3,24 @@ name) and a journal beside it, ``wechatcom_kf_done.log``.
 
 The main file holds each account's cursor and pending items; only ``accept_page`` rewrites it
 (atomically: temp file + fsync + ``os.replace``, 0600), and compaction. Everything else that must be
-durable is one journal line: a finished msgid (kept ``done_ttl_seconds`` for dedup) or a key-value
-change (takeover flags, reply plans), so ``finish`` and ``set_value`` never rewrite pending items.
-They queue their line and return once it is appended and fsynced: group commit without a thread of
-its own — the first caller to find no write in progress writes everything queued so far (one write +
-fsync), the others wait for it or lead the next batch. Expired records are pruned and the journal
-compacted by ``maintain()``, which the channel's maintenance thread calls.
+durable is one journal line: a finished msgid (kept ``done_ttl_seconds`` for dedup, per account, as a
+64-bit digest: ``done_ids.py``) or a key-value change (takeover flags, reply plans), so ``finish``
+and ``set_value`` never rewrite pending items. They queue their line and return once it is appended
+and fsynced: group commit without a thread of its own — the first caller to find no write in progress
+writes everything queued so far (one write + fsync), the others wait for it or lead the next batch.
+Expired records are pruned and the journal compacted by ``maintain()``, which the channel's
+maintenance thread calls.
 
-On load, pending = pending in the main file minus the msgids in the journal; every main-file write
-first appends the journal lines queued before it, so no crash can drop a finished item from both.
-Upstream's ``{open_kfid: cursor}`` file and versions 1 and 2 are migrated on load. Claims, locks and
-pull requests live in memory (``memory.py``): one process uses the files, and a restart leaves every
-pending item claimable, as a crash needs.
+On load (``json_load.py``), pending = pending in the main file minus what the journal finished; every
+main-file write first appends the journal lines queued before it, so no crash can drop a finished item
+from both. Upstream's ``{open_kfid: cursor}`` file, versions 1 and 2 and journals of earlier versions
+are migrated on load. Claims, locks and pull requests live in memory (``memory.py``): one process
+uses the files, and a restart leaves every pending item claimable, as a crash needs.
 """
 
 from __future__ import annotations
 
-import copy
+import json
 import logging
 import os
 import threading
@@ -28,17 +29,18 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .. import files
+from . import done_ids
 from .base import CLAIM_LEASE_SECONDS, DONE_TTL_SECONDS, PULL_REQUEST_TTL_SECONDS, RawItem, StoreUnavailable
+from .done_ids import DoneIds, digest
 from .journal import JOURNAL_NAME, Done, DoneJournal, Record, ValueSet
-from .main_file import FILE_NAME, Account, CorruptStateFile, read_main_file, serialize, set_aside
+from .json_load import Value, replay
+from .main_file import FILE_NAME, Account, CorruptStateFile, encode_item, read_main_file, serialize, set_aside
 from .memory import Claims, Locks, PullRequests
 
 logger = logging.getLogger(__name__)
 
 _COMPACT_SLACK = 1024  # dead journal lines tolerated whatever the live count
 _JOURNAL_MAX_BYTES = 64 * 1024 * 1024
-
-Value = tuple[str, float | None]  # (value, expires_at)
 
 
 class JsonFileStore:
@@ -62,15 +64,14 @@ class JsonFileStore:
         self._cond = threading.Condition(self._lock)  # callers waiting for their journal line
         self._write_lock = threading.Lock()  # one file writer at a time
         self._accounts: dict[str, Account] = {}
-        self._where: dict[str, str] = {}  # pending msgid -> open_kfid
-        self._done: dict[str, float] = {}  # msgid -> expires_at; insertion order = expiry order
+        self._done = DoneIds(self._ttl)  # digests of (open_kfid, msgid) finished
         self._values: dict[str, Value] = {}
         self._queue: list[Record] = []  # journal lines not yet appended
         self._queued = 0  # number of the last line queued
         self._durable = 0  # lines up to this number are in the journal
         self._leading = False  # a caller is writing a batch of queued lines
         self._main_stale = False  # the main file still lists items finished since
-        self._claims = Claims()
+        self._claims: dict[str, Claims] = {}  # per account, as msgids are
         self._locks = Locks()
         self._pull_requests = PullRequests()
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
@@ -106,10 +107,11 @@ class JsonFileStore:
             with self._lock:
                 acc = self._accounts.setdefault(open_kfid, Account())
                 old_cursor = acc.cursor
+                claims = self._claims_of(open_kfid)
                 added, claimed, accepted = self._add_pending_locked(open_kfid, acc, new_items, owner)
                 if owner:
-                    self._claims.grant(claimed, owner, self._clock() + lease_seconds)
-                newly_done = self._mark_done_locked(skipped_ids)
+                    claims.grant(claimed, owner, self._clock() + lease_seconds)
+                newly_done = self._mark_done_locked(open_kfid, acc, skipped_ids)
                 if next_cursor is not None:
                     acc.cursor = next_cursor
                 queued, upto = self._take_queue_locked()
@@ -119,11 +121,9 @@ class JsonFileStore:
             def undo(journaled: bool) -> None:  # not durable, so not accepted: the caller retries
                 for msgid in added:
                     acc.pending.pop(msgid, None)
-                    self._where.pop(msgid, None)
-                    self._claims.drop(msgid)
-                if not journaled:
-                    for done in newly_done:
-                        self._done.pop(done.msgid, None)
+                    claims.drop(msgid)
+                if not journaled:  # skipped ids were not recorded: seeing them again skips them again
+                    self._done = self._rebuilt_without(newly_done)
                 acc.cursor = old_cursor
 
             self._write(queued, upto, newly_done, data, undo)
@@ -132,7 +132,7 @@ class JsonFileStore:
     def pending(self, open_kfid: str) -> list[RawItem]:
         with self._lock:
             acc = self._accounts.get(open_kfid)
-            return [copy.deepcopy(item) for item in acc.pending.values()] if acc else []
+            return [json.loads(text) for text in acc.pending.values()] if acc else []
 
     def known_accounts(self) -> list[str]:
         with self._lock:
@@ -148,24 +148,22 @@ class JsonFileStore:
             if acc is None:
                 return []
             now = self._clock()
-            taken = self._claims.take(acc.pending, owner, now, now + lease_seconds)
-            return [copy.deepcopy(acc.pending[msgid]) for msgid in taken]
+            taken = self._claims_of(open_kfid).take(acc.pending, owner, now, now + lease_seconds)
+            return [json.loads(acc.pending[msgid]) for msgid in taken]
 
     def renew_claims(self, open_kfid: str, owner: str, msgids: Sequence[str], lease_seconds: float) -> None:
         with self._lock:
-            self._claims.renew(owner, msgids, self._clock() + lease_seconds)
+            self._claims_of(open_kfid).renew(owner, msgids, self._clock() + lease_seconds)
 
     def finish(self, open_kfid: str, msgid: str) -> None:
         with self._cond:
-            self._claims.drop(msgid)
-            kfid = self._where.pop(msgid, None)
-            if kfid is not None:
-                self._accounts[kfid].pending.pop(msgid, None)
+            self._claims_of(open_kfid).drop(msgid)
+            acc = self._accounts.get(open_kfid)
+            if acc is not None and acc.pending.pop(msgid, None) is not None:
                 self._main_stale = True
-            expires_at = self._clock() + self._ttl
-            self._done.pop(msgid, None)  # re-inserted last: insertion order stays expiry order
-            self._done[msgid] = expires_at
-            number = self._queue_locked(Done(msgid, expires_at))
+            record = Done(digest(open_kfid, msgid), self._clock() + self._ttl)
+            self._done.add(record.digest, record.expires_at)
+            number = self._queue_locked(record)
         self._wait_durable(number)
 
     # --- AccountLocks -------------------------------------------------------------------------------
@@ -319,9 +317,20 @@ class JsonFileStore:
 
     # --- state changes (call with self._lock held) ---------------------------------------------------
 
-    def _is_done_locked(self, msgid: str) -> bool:
-        expires_at = self._done.get(msgid)
-        return expires_at is not None and expires_at > self._clock()
+    def _claims_of(self, open_kfid: str) -> Claims:
+        claims = self._claims.get(open_kfid)
+        if claims is None:
+            claims = self._claims[open_kfid] = Claims()
+        return claims
+
+    def _is_done_locked(self, open_kfid: str, msgid: str) -> bool:
+        return self._done.contains(digest(open_kfid, msgid), self._clock())
+
+    def _rebuilt_without(self, records: Sequence[Done]) -> DoneIds:
+        """The done ids minus ``records`` (a failed write's; rare, so a rebuild is fine)."""
+        drop = {rec.digest for rec in records}
+        live = ((key, exp) for key, exp in self._done.records() if key not in drop)
+        return done_ids.load(live, self._ttl, self._clock())
 
     def _add_pending_locked(
         self, open_kfid: str, acc: Account, items: Sequence[RawItem], owner: str
@@ -331,51 +340,42 @@ class JsonFileStore:
         added: list[str] = []
         claim: list[str] = []
         accepted: list[RawItem] = []
+        claims = self._claims_of(open_kfid)
         for item in items:
             msgid = item["msgid"]
             if msgid in claim:
                 continue  # the same msgid twice in one page: accepted once
-            if msgid in self._where:
-                if owner and self._where[msgid] == open_kfid and self._claims.holder(msgid) == owner:
+            if msgid in acc.pending:
+                if owner and claims.holder(msgid) == owner:
                     claim.append(msgid)
                     accepted.append(item)
                 continue
-            if self._is_done_locked(msgid):
+            if self._is_done_locked(open_kfid, msgid):
                 continue
-            acc.pending[msgid] = copy.deepcopy(item)  # the store's own copy; the caller keeps its item
-            self._where[msgid] = open_kfid
+            acc.pending[msgid] = encode_item(item)  # the store's own copy; the caller keeps its item
             added.append(msgid)
             claim.append(msgid)
             accepted.append(item)
         return added, claim, accepted
 
-    def _mark_done_locked(self, msgids: Sequence[str]) -> list[Done]:
+    def _mark_done_locked(self, open_kfid: str, acc: Account, msgids: Sequence[str]) -> list[Done]:
         expires_at = self._clock() + self._ttl
         added: list[Done] = []
         for msgid in msgids:
-            if msgid in self._where or self._is_done_locked(msgid):
+            if msgid in acc.pending or self._is_done_locked(open_kfid, msgid):
                 continue
-            self._done.pop(msgid, None)
-            self._done[msgid] = expires_at
-            added.append(Done(msgid, expires_at))
+            record = Done(digest(open_kfid, msgid), expires_at)
+            self._done.add(record.digest, expires_at)
+            added.append(record)
         return added
 
     def _live_records_locked(self) -> list[Record]:
-        records: list[Record] = [Done(msgid, exp) for msgid, exp in self._done.items()]
+        records: list[Record] = [Done(key, exp) for key, exp in self._done.records()]
         records += [ValueSet(key, value, exp) for key, (value, exp) in self._values.items()]
         return records
 
     def _prune_locked(self, now: float) -> None:
-        expired: list[str] = []
-        for msgid, expires_at in self._done.items():  # same TTL for all: the oldest come first
-            if expires_at > now:
-                break
-            expired.append(msgid)
-        if len(expired) * 4 > len(self._done):
-            self._done = {k: v for k, v in self._done.items() if v > now}  # also shrinks the table
-        else:
-            for msgid in expired:
-                del self._done[msgid]
+        self._done.prune(now)
         for key in [k for k, (_, exp) in self._values.items() if exp is not None and exp <= now]:
             del self._values[key]
         self._locks.prune(now)
@@ -391,33 +391,10 @@ class JsonFileStore:
             state = read_main_file(self.path)
         except CorruptStateFile as exc:
             raise set_aside(self.path, exc.reason) from None
-        self._accounts = state.accounts
-        self._where = {msgid: kfid for kfid, acc in self._accounts.items() for msgid in acc.pending}
-        self._values = dict(state.legacy_values)
-        now = self._clock()
-        done: dict[str, float] = {}
-        for rec in self.journal.load():
-            if isinstance(rec, ValueSet):
-                if rec.value is None:
-                    self._values.pop(rec.key, None)
-                else:
-                    self._values[rec.key] = (rec.value, rec.expires_at)
-                continue
-            kfid = self._where.pop(rec.msgid, None)
-            if kfid is not None:  # finished after the main file was written
-                self._accounts[kfid].pending.pop(rec.msgid, None)
-                self._main_stale = True
-            if rec.expires_at > now:
-                done[rec.msgid] = max(rec.expires_at, done.get(rec.msgid, 0.0))
-        carried: list[Record] = [
-            Done(m, e) for m, e in state.legacy_done.items() if e > now and m not in done
-        ]
-        carried += [ValueSet(k, v, e) for k, (v, e) in state.legacy_values.items() if e is None or e > now]
-        done.update((rec.msgid, rec.expires_at) for rec in carried if isinstance(rec, Done))
-        self._done = dict(sorted(done.items(), key=lambda kv: kv[1]))
-        data = serialize(self._accounts) if (state.outdated or self._main_stale) else None
-        self._main_stale = False
+        loaded = replay(state, self.journal.load(), self._ttl, self._clock())
+        self._accounts, self._done, self._values = loaded.accounts, loaded.done, loaded.values
+        data = serialize(self._accounts) if (state.outdated or loaded.main_stale) else None
         # What older formats kept in the main file reaches the journal before the main file drops it.
-        self._write([], 0, carried if state.outdated else [], data, None)
-        if self.journal.lines > len(self._done) + len(self._values):
+        self._write([], 0, loaded.carried, data, None)
+        if loaded.legacy or self.journal.lines > len(self._done) + len(self._values):
             self.journal.rewrite(self._live_records_locked())

@@ -29,7 +29,15 @@ class Account:
 
     def __init__(self, cursor: str | None = None) -> None:
         self.cursor = cursor
-        self.pending: dict[str, dict[str, Any]] = {}  # insertion order = accept order
+        # msgid -> the item as JSON text (``encode_item``), insertion order = accept order. Encoded once
+        # when accepted: each main-file write joins the texts instead of encoding every pending item
+        # again, and a text is a fraction of the memory of the dict it came from.
+        self.pending: dict[str, str] = {}
+
+
+def encode_item(item: dict[str, Any]) -> str:
+    """A pending item as the main file holds it."""
+    return json.dumps(item, ensure_ascii=False, separators=(",", ":"))
 
 
 @dataclass
@@ -87,7 +95,7 @@ def _read_versioned(path: Path, doc: dict[str, Any]) -> MainState:
         for kfid, rec in doc.get("accounts", {}).items():
             acc = state.accounts[kfid] = Account(rec.get("cursor"))
             for item in rec.get("pending", []):
-                acc.pending[item["msgid"]] = item
+                acc.pending[item["msgid"]] = encode_item(item)
         for key, rec in doc.get("flags", {}).items():
             exp = rec.get("expires_at")
             state.legacy_values[key] = (str(rec["value"]), None if exp is None else float(exp))
@@ -130,12 +138,14 @@ def set_aside(path: Path, reason: str) -> StoreError:
 
 
 def serialize(accounts: dict[str, Account]) -> bytes:
-    """The current format."""
-    doc = {
-        "version": FORMAT_VERSION,
-        "accounts": {
-            kfid: {"cursor": acc.cursor, "pending": list(acc.pending.values())}
-            for kfid, acc in accounts.items()
-        },
-    }
-    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    """The current format, as ``json.dumps(doc, ensure_ascii=False, separators=(",", ":"))`` of
+    ``{"version": 3, "accounts": {kfid: {"cursor": ..., "pending": [item, ...]}}}`` would write it."""
+
+    def text(value: str | None) -> str:
+        return json.dumps(value, ensure_ascii=False)
+
+    accounts_text = ",".join(
+        f'{text(kfid)}:{{"cursor":{text(acc.cursor)},"pending":[{",".join(acc.pending.values())}]}}'
+        for kfid, acc in accounts.items()
+    )
+    return f'{{"version":{FORMAT_VERSION},"accounts":{{{accounts_text}}}}}'.encode()

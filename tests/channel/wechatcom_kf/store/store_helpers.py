@@ -8,6 +8,8 @@ bypass (RLIMIT_FSIZE: a write past the limit fails with EFBIG, as on a full disk
 from __future__ import annotations
 
 import contextlib
+import functools
+import json
 import resource
 import threading
 from collections.abc import Callable, Iterator
@@ -15,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from channel.wechatcom_kf.store.done_ids import digest
+from channel.wechatcom_kf.store.journal import JOURNAL_NAME
 from sandbox.harness import free_port
 from tests.redis_helpers import RedisServer, redis_binary
 from tests.redis_helpers import wait_for as wait_until
@@ -102,3 +106,25 @@ def file_size_limit(max_bytes: int) -> Iterator[None]:
         yield
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+
+@functools.cache
+def _names() -> dict[str, str]:
+    """Hex digest -> msgid for the msgids the JSON store tests use (of account ``KF``)."""
+    pool = [f"{stem}{i}" for stem in ("m", "old", "new", "s", "p") for i in range(3000)]
+    pool += ["fresh", "same", "live", "gone", "old", "new", "m9", *"abcdefgh"]
+    return {f"{digest(KF, msgid):016x}": msgid for msgid in pool}
+
+
+def journal_records(directory: Path) -> list[list[Any]]:
+    """The journal's records, a done digest of ``KF`` shown as ``[msgid, expires_at]`` (as the lines of
+    earlier versions were) so that tests read like the msgids they finished."""
+    path = directory / JOURNAL_NAME
+    if not path.exists():
+        return []
+    records = [json.loads(line) for line in path.read_text("ascii").splitlines() if line]
+    return [[_names().get(rec[1], rec[1]), rec[2]] if rec[0] == "h" else rec for rec in records]
+
+
+def journal_ids(directory: Path) -> list[str]:
+    return [rec[0] for rec in journal_records(directory) if len(rec) == 2]

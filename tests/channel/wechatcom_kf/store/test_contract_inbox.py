@@ -139,6 +139,20 @@ def test_done_ids_expire_after_ttl(backend: Backend) -> None:
     assert ids(store.accept_page(KF, "c3", [item("m1"), item("s1")])) == ["m1", "s1"]
 
 
+def test_done_ids_are_per_account(backend: Backend) -> None:
+    store = backend.make()
+    store.accept_page(KF, "c1", [item("m1")], skipped_ids=["s1"])
+    store.finish(KF, "m1")
+    # The same msgids in another account are that account's messages: not done there.
+    assert ids(store.accept_page(KF2, "d1", [item("m1", KF2), item("s1", KF2)])) == ["m1", "s1"]
+    assert store.accept_page(KF, "c2", [item("m1"), item("s1")]) == []
+    store.finish(KF2, "m1")
+    assert ids(store.pending(KF2)) == ["s1"]
+    again = backend.make()  # and so after a restart
+    assert again.accept_page(KF2, "d2", [item("m1", KF2)]) == []
+    assert ids(again.accept_page(KF3, "e1", [item("m1", KF3)])) == ["m1"]
+
+
 def test_pending_ids_do_not_expire(backend: Backend) -> None:
     store = backend.make(done_ttl_seconds=backend.short_ttl)
     store.accept_page(KF, "c1", [item("m1")])

@@ -13,9 +13,19 @@ import pytest
 
 from channel.wechatcom_kf import files
 from channel.wechatcom_kf.store import JsonFileStore, StoreUnavailable
+from channel.wechatcom_kf.store.done_ids import digest
 from channel.wechatcom_kf.store.journal import JOURNAL_NAME, Done, ValueSet, encode
 from channel.wechatcom_kf.store.main_file import FILE_NAME, FORMAT_VERSION
-from tests.channel.wechatcom_kf.store.store_helpers import KF, T0, FakeClock, file_size_limit, ids, item
+from tests.channel.wechatcom_kf.store.store_helpers import (
+    KF,
+    T0,
+    FakeClock,
+    file_size_limit,
+    ids,
+    item,
+    journal_ids,
+    journal_records,
+)
 
 
 def main_pending(directory: Path) -> list[str]:
@@ -27,23 +37,15 @@ def journal_lines(directory: Path) -> list[str]:
     return (directory / JOURNAL_NAME).read_text("ascii").splitlines()
 
 
-def journal_records(directory: Path) -> list[list[Any]]:
-    return [json.loads(line) for line in journal_lines(directory)]
-
-
-def journal_ids(directory: Path) -> list[str]:
-    return [rec[0] for rec in journal_records(directory) if len(rec) == 2]
-
-
 def write_journal(directory: Path, lines: list[Any]) -> None:
     text = "".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines)
     (directory / JOURNAL_NAME).write_text(text)
 
 
 def test_record_format() -> None:
-    records = [Done("m1", T0 + 0.0004), ValueSet("k\n", 'v"', None), ValueSet("gone", None, T0)]
+    records = [Done(digest(KF, "m1"), T0 + 0.0004), ValueSet("k\n", 'v"', None), ValueSet("gone", None, T0)]
     assert encode(records).decode("ascii").splitlines() == [
-        json.dumps(["m1", T0]),
+        json.dumps(["h", f"{digest(KF, 'm1'):016x}", T0]),
         json.dumps(["k", "k\n", 'v"', None]),
         json.dumps(["k", "gone", None, T0]),
     ]
@@ -119,6 +121,8 @@ def test_torn_last_line_is_ignored_and_cut_off(tmp_path: Path) -> None:
 
 
 def test_damaged_lines_in_the_middle_are_skipped(tmp_path: Path) -> None:
+    doc = {"version": FORMAT_VERSION, "accounts": {KF: {"cursor": "c0", "pending": []}}}
+    (tmp_path / FILE_NAME).write_text(json.dumps(doc))  # the account the old-format done lines are of
     lines: list[Any] = [["m1", T0 + 100], "not json", [7, "x"], ["m2", "soon"], ["k", "a", 5, None]]
     lines += [["k", "b", "v", "never"], {"k": "v"}, "", ["m3", T0 + 100], ["k", "c", "ok", None]]
     write_journal(tmp_path, lines)

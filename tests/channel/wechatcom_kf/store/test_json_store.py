@@ -23,23 +23,14 @@ from tests.channel.wechatcom_kf.store.store_helpers import (
     file_size_limit,
     ids,
     item,
+    journal_ids,
+    journal_records,
     wait_until,
 )
 
 
 def on_disk(directory: Path) -> dict[str, Any]:
     return json.loads((directory / FILE_NAME).read_text("utf-8"))
-
-
-def journal_records(directory: Path) -> list[list[Any]]:
-    path = directory / JOURNAL_NAME
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text("ascii").splitlines() if line]
-
-
-def journal_ids(directory: Path) -> list[str]:
-    return [rec[0] for rec in journal_records(directory) if len(rec) == 2]
 
 
 def mode(path: Path) -> int:
