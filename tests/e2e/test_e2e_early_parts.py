@@ -96,3 +96,23 @@ def test_early_parts_can_be_turned_off(emu, runner):
     emu.wait_for_sends(3, timeout=15, user=user)
     assert channel.wait_idle(10)
     assert bot.parts_seen_before_the_end == 0 and [s.text for s in emu.sends_to(user)] == _expected()
+
+
+class ChangedMindBot(StreamingBot):
+    """Streams the long answer, then replies with something else (a moderation rewrite)."""
+
+    def reply(self, query: str, context: Context | None = None) -> Reply:
+        super().reply(query, context)
+        return Reply(ReplyType.TEXT, "抱歉，这个问题请咨询人工客服。")
+
+
+def test_a_final_reply_unlike_the_stream_is_sent_after_the_early_parts_never_instead(emu, runner):
+    kf, user = emu.default_kfid, emu.add_customer("改口")
+    bot = ChangedMindBot(emu, user)
+    channel = runner.start(bot=bot)
+    emu.customer_text(kf, user, "怎么退货？", wait=True)
+    emu.wait_for_sends(3, timeout=10, user=user)
+    assert channel.wait_idle(10)
+    sent = [s.text for s in emu.sends_to(user)]
+    early = _expected()[:2]
+    assert sent == [*early, "抱歉，这个问题请咨询人工客服。"]  # nothing sent twice, within the budget

@@ -108,9 +108,14 @@ class Delivery:
         )
         if [str(p.body.get("content", "")) for p in whole[: len(early.sent)]] == early.sent:
             return whole[len(early.sent) :]
-        # The bot's final text is not what it streamed (moderation, a rewrite): send it after them.
-        logger.info("the final answer to %s differs from its streamed start", who(*self.key))
-        return planned
+        if len(whole) <= len(early.sent) or any(p.msgtype != "text" for p in whole):
+            # Not the answer it streamed (an error text, a rewrite): this reply on its own.
+            logger.info("the final reply to %s is not the answer it streamed", who(*self.key))
+            return planned
+        # The same answer, cut or converted a little differently at the end (it streamed something
+        # Markdown turned into something else later): the rest, never what was sent again.
+        logger.info("the final answer to %s differs slightly from its streamed start", who(*self.key))
+        return whole[len(early.sent) :]
 
     # --- the reply plan (resumable after a crash) ----------------------------------------------------
 
