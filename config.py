@@ -212,9 +212,10 @@ _RUNTIME_SETTINGS: tuple[Setting, ...] = (
     _s("max_concurrent_sessions", 64, int, "同时处理的会话数（线程数）/ sessions handled at once (threads)"),
     _s(
         "max_pending_contexts",
-        10000,
+        1000,
         int,
-        "排队消息总上限，满时入队阻塞 / pending contexts in all queues; producing blocks when full",
+        "排队消息总上限，满时入队阻塞（积压时限制内存）/ pending contexts in all queues; producing blocks "
+        "when full (bounds memory under a backlog)",
     ),
     _s(
         "send_retry_attempts",

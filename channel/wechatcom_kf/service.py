@@ -65,7 +65,9 @@ logger = logging.getLogger(__name__)
 
 ACCOUNT_WORKERS = 4
 CUSTOMER_WORKERS = 16  # media downloads, session checks and ``produce`` (which may wait for the host)
-MAX_WAITING_CUSTOMER_JOBS = 10_000  # then the puller waits: accepted items are safe in the store
+# Then the puller waits (accepted items are safe in the store; the rest stays at WeCom). 1,000 keeps
+# 16 workers busy; 10,000 held ~80 MB more at a 50k backlog for no throughput (docs/performance.md).
+MAX_WAITING_CUSTOMER_JOBS = 1_000
 MEDIA_DIR_NAME = "wechatcom_kf_media"
 MEDIA_MAX_AGE_SECONDS = 3 * 86400.0  # longer than WeCom's 48 h send window: a turn never loses its media
 MEDIA_PRUNE_SECONDS = 3600.0
