@@ -19,16 +19,10 @@ from typing import Any
 
 import requests
 
-from bridge.context import Context, ContextType
+from bridge.context import Context
 from bridge.reply import Reply, ReplyType
 from models.bot import Bot
-from models.openai_chat_bot import (
-    DEFAULT_SESSION,
-    MAX_IMAGE_BYTES,
-    RESET_COMMANDS,
-    sniff_image_mime,
-    turn_image_paths,
-)
+from models.openai_chat_bot import MAX_IMAGE_BYTES, read_turn, sniff_image_mime
 from models.openai_http import OpenAIHttpClient, OpenAIRequestError, chinese_error_message
 from models.session_memory import CowSessions, SessionValues
 from models.streaming import AnswerText, partial_callback, read_events
@@ -68,17 +62,10 @@ class DifyBot(Bot):
         self._images_lock = threading.Lock()
 
     def reply(self, query: str, context: Context | None = None) -> Reply:
-        ctype = context.type if context is not None else ContextType.TEXT
-        if ctype not in (None, ContextType.TEXT):
-            return Reply(ReplyType.ERROR, f"暂不支持处理 {ctype} 类型的消息。")
-        query = (query or "").strip()
-        session_id = str(context.get("session_id") or DEFAULT_SESSION) if context else DEFAULT_SESSION
-        if query in RESET_COMMANDS:
-            self.conversations.clear(session_id)
-            return Reply(ReplyType.INFO, "记忆已清除。")
-        images = turn_image_paths(context)
-        if not query and not images:
-            return Reply(ReplyType.TEXT, "你好像什么都没说，请问有什么可以帮您？")
+        turn = read_turn(query, context, self.conversations.clear)
+        if isinstance(turn, Reply):
+            return turn
+        session_id, query, images = turn
         logger.debug("[dify] session=%s query=%s images=%d", session_id, query, len(images))
         try:
             answer = self._ask(session_id, query, images, context)

@@ -73,17 +73,10 @@ class OpenAIChatBot(Bot):
         self.sessions = CowSessions(self.memory)  # CoW's name: godcmd's #reset and #resetall use it
 
     def reply(self, query: str, context: Context | None = None) -> Reply:
-        ctype = context.type if context is not None else ContextType.TEXT
-        if ctype not in (None, ContextType.TEXT):
-            return Reply(ReplyType.ERROR, f"暂不支持处理 {ctype} 类型的消息。")
-        query = (query or "").strip()
-        session_id = str(context.get("session_id") or DEFAULT_SESSION) if context else DEFAULT_SESSION
-        if query in RESET_COMMANDS:
-            self.memory.clear(session_id)
-            return Reply(ReplyType.INFO, "记忆已清除。")
-        image_paths = turn_image_paths(context)
-        if not query and not image_paths:
-            return Reply(ReplyType.TEXT, "你好像什么都没说，请问有什么可以帮您？")
+        turn = read_turn(query, context, self.memory.clear)
+        if isinstance(turn, Reply):
+            return turn
+        session_id, query, image_paths = turn
         logger.debug("[openai] session=%s query=%s images=%d", session_id, query, len(image_paths))
         messages = self._build_messages(session_id, query, image_paths)
         try:
@@ -195,6 +188,26 @@ def sniff_image_mime(data: bytes) -> str | None:
         if data.startswith(magic):
             return mime
     return None
+
+
+def read_turn(
+    query: str, context: Context | None, forget: Callable[[str], None]
+) -> tuple[str, str, list[str]] | Reply:
+    """(session id, query, image paths) of a turn a chat bot asks its model about, or the Reply
+    that answers it without a model: an unsupported type, a reset command (``forget`` is called
+    with the session id), nothing said. Shared by the chat bots."""
+    ctype = context.type if context is not None else ContextType.TEXT
+    if ctype not in (None, ContextType.TEXT):
+        return Reply(ReplyType.ERROR, f"暂不支持处理 {ctype} 类型的消息。")
+    query = (query or "").strip()
+    session_id = str(context.get("session_id") or DEFAULT_SESSION) if context else DEFAULT_SESSION
+    if query in RESET_COMMANDS:
+        forget(session_id)
+        return Reply(ReplyType.INFO, "记忆已清除。")
+    image_paths = turn_image_paths(context)
+    if not query and not image_paths:
+        return Reply(ReplyType.TEXT, "你好像什么都没说，请问有什么可以帮您？")
+    return session_id, query, image_paths
 
 
 def turn_image_paths(context: Context | None) -> list[str]:
