@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+from collections.abc import Iterable
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -28,10 +29,11 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes | Iterable[bytes]) -> None:
     """Replace ``path`` with ``data``: temp file (0600) + fsync + ``os.replace`` + directory fsync.
 
-    A crash at any point leaves either the old or the new content, never a mix.
+    ``data`` may be chunks, written as they come (a large file need not be in memory at once). A crash
+    at any point leaves either the old or the new content, never a mix.
     """
     tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
     try:
@@ -39,7 +41,8 @@ def write_atomic(path: Path, data: bytes) -> None:
         try:
             if hasattr(os, "fchmod"):
                 os.fchmod(fd, FILE_MODE)  # the temp file may be a leftover with other bits
-            write_all(fd, data)
+            for chunk in [data] if isinstance(data, bytes) else data:
+                write_all(fd, chunk)
             os.fsync(fd)
         finally:
             os.close(fd)

@@ -5,9 +5,10 @@ slots of ``ttl / SLOTS_PER_TTL``: the slot is the unit of expiry, so pruning dro
 scans entries, and an id is kept at least ``ttl`` and at most one slot longer. The slot being filled
 is a ``set`` (O(1) add and lookup); older slots, and a slot's set grown to ``FREEZE_AT``, are frozen
 into sorted ``array('Q')`` runs: 8 bytes an id instead of about 200 for a ``str`` key and a ``float``
-in a dict. A slot's runs are merged when the newer is at least half the size of the one before it, so
-a slot of ``s`` ids has at most about ``log2(s / FREEZE_AT)`` runs and each id is merged as often. A
-lookup asks each live slot (about 25): a set test or a C bisect per run, a few microseconds in all.
+in a dict. A slot's runs are merged when the newer is at least half the size of the one before it, up
+to ``MAX_RUN`` ids, so a slot of ``s`` ids has at most about ``s / MAX_RUN + log2(MAX_RUN / FREEZE_AT)``
+runs and each id is merged a few times. A lookup asks each live slot (about 25): a set test or a C
+bisect per run, a few microseconds in all.
 
 Exact, not probabilistic: a digest collision is the only way to wrongly call a new message done.
 msgids are chosen by WeCom, not by customers, so nobody can aim at one. With ``n`` ids in one
@@ -28,6 +29,9 @@ from collections.abc import Iterable, Iterator
 
 SLOTS_PER_TTL = 24  # 3 h slots for the 3-day window
 FREEZE_AT = 1 << 16  # a set this large is frozen even while its slot is current
+# A merge sorts Python ints (about 40 bytes each while it runs): runs stop growing at this size, so a
+# merge never needs more than about 20 MB, however many ids a slot gets.
+MAX_RUN = 1 << 18
 
 
 def digest(open_kfid: str, msgid: str) -> int:
@@ -102,6 +106,18 @@ class DoneIds:
                 yield from ((key, expires_at) for key in run)
             yield from ((key, expires_at) for key in self._sets.get(slot, ()))
 
+    def snapshot(self) -> list[tuple[float, array]]:
+        """(expiry, a copy of the slot's ids) for every slot: what compaction writes once the caller's
+        lock is released. 8 bytes an id, copied at memory speed."""
+        slots: list[tuple[float, array]] = []
+        for slot, expires_at in self._expires.items():
+            ids = array("Q")
+            for run in self._frozen.get(slot, ()):
+                ids.extend(run)
+            ids.extend(self._sets.get(slot, ()))
+            slots.append((expires_at, ids))
+        return slots
+
     def _freeze_older(self, current: int) -> None:
         """A new slot opened: the sets of earlier slots take no more ids from live traffic."""
         for slot in [s for s in self._sets if s < current]:
@@ -113,7 +129,7 @@ class DoneIds:
             return
         runs = self._frozen.setdefault(slot, [])
         runs.append(array("Q", sorted(recent)))
-        while len(runs) >= 2 and len(runs[-2]) <= 2 * len(runs[-1]):
+        while len(runs) >= 2 and len(runs[-2]) <= 2 * len(runs[-1]) and len(runs[-2]) < MAX_RUN:
             newer = runs.pop()
             # Two sorted runs: Timsort merges them in linear time.
             runs[-1] = array("Q", sorted(itertools.chain(runs[-1], newer)))

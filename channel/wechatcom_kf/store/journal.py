@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterable
+from array import array
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from .base import StoreError
 logger = logging.getLogger(__name__)
 
 JOURNAL_NAME = "wechatcom_kf_done.log"
+REWRITE_BATCH = 4096  # records encoded and written at a time by a compaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,19 +53,43 @@ class ValueSet:
 Record = Done | LegacyDone | ValueSet
 
 
+@dataclass(frozen=True)
+class LiveRecords:
+    """What a compaction keeps, copied at one moment: the done ids of each expiry slot as an
+    ``array('Q')`` (8 bytes an id) and the values."""
+
+    done: list[tuple[float, array]]  # (expires_at, digests)
+    values: list[ValueSet]
+
+    def chunks(self) -> Iterator[tuple[int, bytes]]:
+        """(lines, their bytes), ``REWRITE_BATCH`` lines at a time: a window of a million done ids is
+        never a million objects or one 45 MB string in memory."""
+        for expires_at, digests in self.done:
+            for start in range(0, len(digests), REWRITE_BATCH):
+                batch = digests[start : start + REWRITE_BATCH]
+                yield len(batch), _done_lines(batch, expires_at).encode("ascii")
+        if self.values:
+            yield len(self.values), encode(self.values)
+
+
+def _done_lines(digests: Iterable[int], expires_at: float) -> str:
+    # Formatted by hand, as json.dumps would: one per finished message, the hot record.
+    exp = repr(round(expires_at, 3))
+    return "".join(f'["h", "{key:016x}", {exp}]\n' for key in digests)
+
+
 def encode(records: Iterable[Record]) -> bytes:
     """Journal lines for ``records``."""
     lines: list[str] = []
     for rec in records:
         if isinstance(rec, Done):
-            # Formatted by hand, as json.dumps would (one per finished message: the hot record).
-            lines.append(f'["h", "{rec.digest:016x}", {round(rec.expires_at, 3)!r}]')
+            lines.append(_done_lines((rec.digest,), rec.expires_at))
         elif isinstance(rec, LegacyDone):
             raise TypeError("LegacyDone records are read, never written")
         else:
             exp = None if rec.expires_at is None else round(rec.expires_at, 3)
-            lines.append(json.dumps(["k", rec.key, rec.value, exp]))
-    return "".join(line + "\n" for line in lines).encode("ascii")
+            lines.append(json.dumps(["k", rec.key, rec.value, exp]) + "\n")
+    return "".join(lines).encode("ascii")
 
 
 def _number(value: Any) -> float | None:
@@ -107,9 +133,10 @@ class DoneJournal:
         self._fd: int | None = None
         self._unclean = False  # a failed append may have left a partial line that could not be cut off
 
-    def load(self) -> list[Record]:
-        """Every complete, well-formed record in file order; a torn last line is cut off the file."""
-        entries: list[Record] = []
+    def load(self) -> Iterator[Record]:
+        """Every complete, well-formed record in file order, read as the caller iterates (a window of
+        done ids is never held as a million records). Once the iterator is exhausted, a torn last line
+        has been cut off the file and appends may follow."""
         good_size = bad = 0
         try:
             with open(self.path, "rb") as f:
@@ -125,7 +152,7 @@ class DoneJournal:
                     if entry is None:
                         bad += 1
                     else:
-                        entries.append(entry)
+                        yield entry
         except FileNotFoundError:
             pass
         except OSError as exc:
@@ -137,7 +164,6 @@ class DoneJournal:
             os.ftruncate(fd, good_size)  # appends must not continue a torn line
             os.fsync(fd)
         self.size = good_size
-        return entries
 
     def append(self, entries: list[Record]) -> None:
         """Durably add ``entries`` (one write + fsync); on failure the file is cut back if possible."""
@@ -158,15 +184,20 @@ class DoneJournal:
         self.lines += len(entries)
         self.append_count += 1
 
-    def rewrite(self, entries: Iterable[Record]) -> None:
-        """Replace the file atomically with ``entries`` only (compaction)."""
-        pairs = list(entries)
-        data = encode(pairs)
-        files.write_atomic(self.path, data)
+    def rewrite(self, live: LiveRecords) -> None:
+        """Replace the file atomically with the ``live`` records only (compaction)."""
+        written = [0, 0]  # lines, bytes
+
+        def chunks() -> Iterator[bytes]:
+            for lines, data in live.chunks():
+                written[0] += lines
+                written[1] += len(data)
+                yield data
+
+        files.write_atomic(self.path, chunks())
         self.close()  # the descriptor points at the replaced file
         self._unclean = False
-        self.lines = len(pairs)
-        self.size = len(data)
+        self.lines, self.size = written
         self.compact_count += 1
 
     def close(self) -> None:

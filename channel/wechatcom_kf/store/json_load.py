@@ -10,7 +10,8 @@ after an upgrade; at worst, for three days, a msgid another account also uses is
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import itertools
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from . import done_ids
@@ -33,10 +34,23 @@ class Loaded:
 
 def replay(state: MainState, records: Iterable[Record], ttl: float, now: float) -> Loaded:
     """The store's state from the main file's ``state`` and the journal's ``records``."""
-    accounts = state.accounts
-    pending = {digest(kfid, msgid): (kfid, msgid) for kfid, acc in accounts.items() for msgid in acc.pending}
-    loaded = Loaded(accounts, DoneIds(ttl), dict(state.legacy_values))
-    entries: list[tuple[int, float]] = []
+    pending = {
+        digest(kfid, msgid): (kfid, msgid) for kfid, acc in state.accounts.items() for msgid in acc.pending
+    }
+    loaded = Loaded(state.accounts, DoneIds(ttl), dict(state.legacy_values))
+    loaded.carried = _carried(state, now)
+    carried = ((rec.digest, rec.expires_at) for rec in loaded.carried if isinstance(rec, Done))
+    # Streamed into the compact set: the journal's records are never all in memory at once.
+    loaded.done = done_ids.load(itertools.chain(_journal_done(records, loaded, pending), carried), ttl, now)
+    return loaded
+
+
+def _journal_done(
+    records: Iterable[Record], loaded: Loaded, pending: dict[int, tuple[str, str]]
+) -> Iterator[tuple[int, float]]:
+    """The journal's done ids, as ``(digest, expires_at)``; on the way, its values go into ``loaded``
+    and the pending items it finished leave their accounts."""
+    accounts = loaded.accounts
     for rec in records:
         if isinstance(rec, ValueSet):
             if rec.value is None:
@@ -54,11 +68,7 @@ def replay(state: MainState, records: Iterable[Record], ttl: float, now: float) 
             if where is not None:  # finished after the main file was written
                 accounts[where[0]].pending.pop(where[1], None)
                 loaded.main_stale = True
-            entries.append((key, rec.expires_at))
-    loaded.carried = _carried(state, now)
-    entries += [(rec.digest, rec.expires_at) for rec in loaded.carried if isinstance(rec, Done)]
-    loaded.done = done_ids.load(entries, ttl, now)
-    return loaded
+            yield key, rec.expires_at
 
 
 def _carried(state: MainState, now: float) -> list[Record]:

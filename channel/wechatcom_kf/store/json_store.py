@@ -32,7 +32,7 @@ from .. import files
 from . import done_ids
 from .base import CLAIM_LEASE_SECONDS, DONE_TTL_SECONDS, PULL_REQUEST_TTL_SECONDS, RawItem, StoreUnavailable
 from .done_ids import DoneIds, digest
-from .journal import JOURNAL_NAME, Done, DoneJournal, Record, ValueSet
+from .journal import JOURNAL_NAME, Done, DoneJournal, LiveRecords, Record, ValueSet
 from .json_load import Value, replay
 from .main_file import FILE_NAME, Account, CorruptStateFile, encode_item, read_main_file, serialize, set_aside
 from .memory import Claims, Locks, PullRequests
@@ -237,12 +237,12 @@ class JsonFileStore:
                 self._main_stale = False
             self._write(queued, upto, [], data, None)
             with self._lock:
-                live = self._live_records_locked()
+                live = self._live_snapshot_locked()
             try:
                 self.journal.rewrite(live)
             except OSError as exc:  # the old journal is intact: nothing is lost, compaction waits
                 raise StoreUnavailable(f"cannot compact the journal in {self.directory}: {exc}") from exc
-        logger.debug("compacted %s to %d live record(s)", JOURNAL_NAME, len(live))
+        logger.debug("compacted %s to %d live record(s)", JOURNAL_NAME, self.journal.lines)
 
     def _queue_locked(self, record: Record) -> int:
         self._queue.append(record)
@@ -369,10 +369,9 @@ class JsonFileStore:
             added.append(record)
         return added
 
-    def _live_records_locked(self) -> list[Record]:
-        records: list[Record] = [Done(key, exp) for key, exp in self._done.records()]
-        records += [ValueSet(key, value, exp) for key, (value, exp) in self._values.items()]
-        return records
+    def _live_snapshot_locked(self) -> LiveRecords:
+        values = [ValueSet(key, value, exp) for key, (value, exp) in self._values.items()]
+        return LiveRecords(self._done.snapshot(), values)
 
     def _prune_locked(self, now: float) -> None:
         self._done.prune(now)
@@ -397,4 +396,4 @@ class JsonFileStore:
         # What older formats kept in the main file reaches the journal before the main file drops it.
         self._write([], 0, loaded.carried, data, None)
         if loaded.legacy or self.journal.lines > len(self._done) + len(self._values):
-            self.journal.rewrite(self._live_records_locked())
+            self.journal.rewrite(self._live_snapshot_locked())
