@@ -1,7 +1,8 @@
 """``python -m bench [--smoke] [--only NAME[,NAME]] [-n N] [--bot-latency S] [--messages M] ...``
 
 Prints one JSON line per scenario on stdout (ack, burst, throughput, crypto, memory, restart, cowhost,
-soak), then a short human summary with every target marked ok / below target. Progress goes to stderr.
+soak, firstpart, compaction), then a short human summary with every target marked ok / below target.
+Progress goes to stderr.
 Every scenario runs under a hard deadline (``--duration``); a scenario that hits it still prints its
 line, with ``"timed_out": true`` and what was measured.
 """
@@ -39,6 +40,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--soak-customers", type=int, help="soak: customers (default 50000)")
     parser.add_argument("--soak-every", type=int, help="soak: sample every N messages (default 100000)")
     parser.add_argument("--plot", metavar="PNG", help="soak: draw RSS and replies/s into this PNG file")
+    parser.add_argument("--store-ids", type=int, help="compaction: finished msgids (default 1000000)")
     parser.add_argument(
         "--duration", type=float, help="hard cap in seconds per scenario (default 600; soak 3 h)"
     )
@@ -63,6 +65,8 @@ def build_options(args: argparse.Namespace) -> Options:
         opts.soak_customers = max(1, args.soak_customers)
     if args.soak_every is not None:
         opts.soak_every = max(1, args.soak_every)
+    if args.store_ids is not None:
+        opts.store_ids = max(1, args.store_ids)
     if args.plot:
         opts.plot_path = args.plot
     if args.duration is not None:

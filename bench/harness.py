@@ -90,6 +90,7 @@ class Options:
     soak_every: int = 100_000  # a sample (RSS, rate) every this many messages
     soak_duration: float = 3 * 3600.0  # the soak's own cap: a million messages take most of an hour
     plot_path: str | None = None  # soak: draw RSS and rate against messages into this PNG
+    store_ids: int = 1_000_000  # compaction: finished msgids in the store
     duration: float = 600.0
     profile_dir: str | None = field(default_factory=lambda: os.environ.get(PROFILE_ENV) or None)
 
@@ -113,6 +114,7 @@ class Options:
             soak_customers=100,
             soak_every=250,
             soak_duration=30.0,
+            store_ids=20_000,
             duration=30.0,
         )
 

@@ -120,6 +120,12 @@ def _info(result: dict[str, Any]) -> str:
             f"{result.get('rss_start_mb')} MB, end {result.get('rss_end_mb')} MB, after idle "
             f"{result.get('rss_after_idle_mb')} MB"
         )
+    if name == "compaction":
+        return (
+            f"{result.get('done_ids')} done ids ({result.get('held_mb')} MB held): compaction peak "
+            f"{result.get('compaction_peak_mb')} MB, {result.get('compaction_cpu_s')} CPU s; load peak "
+            f"{result.get('load_peak_mb')} MB, {result.get('load_cpu_s')} CPU s"
+        )
     if name == "restart":
         parts = []
         for key in ("cold", "warm"):

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from . import ack, burst, cowhost, crypto, firstpart, memory, restart, soak, throughput
+from . import ack, burst, compaction, cowhost, crypto, firstpart, memory, restart, soak, throughput
 
 SCENARIOS = {
     module.NAME: module
-    for module in (ack, burst, throughput, crypto, memory, restart, cowhost, soak, firstpart)
+    for module in (ack, burst, throughput, crypto, memory, restart, cowhost, soak, firstpart, compaction)
 }
 
 __all__ = ["SCENARIOS"]

@@ -20,6 +20,7 @@ EXPECTED_KEYS = {
     "cowhost": {"customers", "bot_latency_s", "runtime_s", "hosts"},
     "soak": {"messages", "customers", "samples", "rss_start_mb", "rss_end_mb", "rss_after_idle_mb"},
     "firstpart": {"answer_bytes", "streamed", "not_streamed", "first_over_last"},
+    "compaction": {"done_ids", "compaction_peak_mb", "compaction_cpu_s", "load_peak_mb", "load_cpu_s"},
 }
 SOAK_SAMPLE_KEYS = {"messages", "rss_mb", "replies_per_s", "cpu_ms_per_msg"}
 BURST_RUN_KEYS = {
