@@ -25,7 +25,12 @@ logger = logging.getLogger(__name__)
 # The context key our runtime's streaming bots call (``models/streaming.py``; the channel imports
 # nothing of its host but the CoW contract, so the name is repeated and a test keeps them in step).
 ON_PARTIAL_TEXT = "on_partial_text"
+PROSE_STEP = 64  # characters a line being written grows between two looks at it
 _ENDS_WITH_BLANK_LINE = re.compile(r"\n[ \t\r\f\v]*\n\s*$")
+# A line of prose that Markdown leaves as it is: no markup character anywhere, and no start that
+# makes a list, quote, heading, rule, indented code or numbered item.
+_MARKUP = r"\\`*_~\[\]()<>|#=+\-!&{}$^:@\"'"
+_PROSE_LINE = re.compile(rf"[^\s\d{_MARKUP}][^\n{_MARKUP}]*")
 
 
 def settled_answer_parts(
@@ -44,8 +49,33 @@ def settled_answer_parts(
     # follow it), unless a blank line ended it: then no later line reaches back.
     if not _ENDS_WITH_BLANK_LINE.search(complete):
         plain = plain[: plain.rfind("\n")] if "\n" in plain else ""
-    known = plain
-    return settled_parts(known, max_bytes, budget)
+    settled = settled_parts(plain, max_bytes, budget)
+    if _ENDS_WITH_BLANK_LINE.search(complete) and _PROSE_LINE.fullmatch(so_far[len(complete) :]):
+        settled = max(settled, _before_prose_line(plain, so_far[len(complete) :], max_bytes, budget), key=len)
+    return settled
+
+
+def _before_prose_line(plain: str, line: str, max_bytes: int, budget: int) -> list[str]:
+    """The parts that end before ``line``, a paragraph of plain prose still being written.
+
+    Such a line converts to itself, unless a later underline makes it a heading (``【…】``), and has no
+    line break in it: so once it runs past a part's window, a cut at the paragraph break before it is
+    decided. Each part must be the same with the line as it is and as a heading, and end before it.
+    """
+    stable = plain.rstrip()
+    variants = [
+        settled_parts(f"{stable}\n\n{shown}", max_bytes, budget)
+        for shown in (line.rstrip(), f"【{line.rstrip()}")
+    ]
+    decided: list[str] = []
+    cursor = 0
+    for part, other in zip(*variants, strict=False):
+        at = stable.find(part, cursor)
+        if part != other or at < 0 or at + len(part) > len(stable):
+            break
+        decided.append(part)
+        cursor = at + len(part)
+    return decided
 
 
 class Sink(Protocol):
@@ -69,6 +99,7 @@ class EarlyParts:
         self._customer_text = customer_text
         self._lock = threading.Lock()
         self._seen = 0  # characters of complete lines already looked at
+        self._looked_at = 0  # characters in all at the last look
         self.budget: int | None = None  # fixed when the first line is complete
         self.sent: list[str] = []
         self.stopped = False
@@ -77,9 +108,9 @@ class EarlyParts:
         """The bot's answer so far (called on the bot's thread, each time it grows)."""
         with self._lock:
             end = so_far.rfind("\n") + 1
-            if self.stopped or end <= self._seen:
+            if self.stopped or (end <= self._seen and not self._worth_a_look(so_far)):
                 return
-            self._seen = end
+            self._seen, self._looked_at = end, len(so_far)
             if self.budget is None:
                 self.budget = self._sink.early_budget()
             if self.budget is None or len(self.sent) >= self.budget - 1:
@@ -92,3 +123,12 @@ class EarlyParts:
                     self.stopped = True
                     return
                 self.sent.append(text)
+
+    def _worth_a_look(self, so_far: str) -> bool:
+        """A line still being written may settle a part (``_before_prose_line``) once it has run past
+        the next part's window: look again every ``PROSE_STEP`` characters from then on, not at each
+        chunk (a look converts the whole answer so far)."""
+        if len(so_far) - self._looked_at < PROSE_STEP:
+            return False
+        sent_bytes = sum(len(part.encode("utf-8")) for part in self.sent)
+        return len(so_far.encode("utf-8")) > sent_bytes + self._max_bytes

@@ -27,6 +27,7 @@ def _answers() -> list[str]:
         "x" * 3000,  # no boundary at all
         "😀👍🏽🇨🇳" * 200,
         "Short line.\nAnother line, with a comma, and more words to fill the window.",
+        "普通的一行字，" * 120 + "**结尾加粗**",  # prose until its end
     ]
     answers = []
     for _ in range(12):
@@ -46,6 +47,24 @@ def test_early_parts_are_a_prefix_of_the_final_plan(answer: str, budget: int) ->
         assert len(early) <= budget - 1  # the part that may need the marker waits for the end
 
 
+@pytest.mark.parametrize(
+    "line",
+    [
+        "**重点**" * 60,  # converts to far less than it is while being written
+        "说明：" + "[链接](https://example.com/a)" * 20,
+        "这一行是普通的文字，" * 30,  # prose: converts to itself
+        "这一行是普通的文字，" * 30 + "\n=====",  # prose, then a heading
+    ],
+)
+def test_a_line_still_being_written_settles_only_what_the_whole_answer_has(line: str) -> None:
+    para = "这是一段比较长的回答，用来说明退货、换货和发票的流程。" * 9
+    answer = f"{para}\n\n{para}\n\n{line}"
+    final = split_text(markdown_to_plain(answer), max_bytes=2048, max_parts=5)
+    for end in range(len(answer) + 1):
+        early = settled_answer_parts(answer[:end], max_bytes=2048, budget=5)
+        assert early == final[: len(early)], f"prefix {end}"
+
+
 def test_a_three_part_answer_settles_its_first_part_early() -> None:
     paragraphs = [f"第{i}段：" + "退货须在签收后七天内申请，商品需保持完好。" * 6 for i in range(1, 16)]
     answer = "\n\n".join(paragraphs)  # three nearly full parts
@@ -54,8 +73,18 @@ def test_a_three_part_answer_settles_its_first_part_early() -> None:
     at = next(
         end for end in range(len(answer) + 1) if settled_answer_parts(answer[:end], max_bytes=2048, budget=5)
     )
-    assert at < 0.45 * len(answer)  # once the text runs past the first part's window
+    assert at < 0.38 * len(answer)  # once the text runs past the first part's window
     assert settled_answer_parts(answer, max_bytes=2048, budget=5) == final[:2]  # the last waits for the end
+
+
+def test_a_part_before_a_long_line_of_prose_goes_before_the_line_ends() -> None:
+    answer = "开头一段说明。" * 80 + "\n\n" + "接着是很长的一段普通文字，没有换行，" * 80
+    final = split_text(markdown_to_plain(answer), max_bytes=2048, max_parts=5)
+    assert final[0] == "开头一段说明。" * 80  # the plan cuts at the paragraph break
+    at = next(
+        end for end in range(len(answer) + 1) if settled_answer_parts(answer[:end], max_bytes=2048, budget=5)
+    )
+    assert at < 0.4 * len(answer)  # not when the line's newline arrives, at the very end
 
 
 def test_the_customer_text_is_applied_before_cutting() -> None:
