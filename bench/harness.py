@@ -10,6 +10,7 @@ Set ``BENCH_PROFILE`` to a directory (or pass ``--profile DIR``) to run every ap
 
 from __future__ import annotations
 
+import gc
 import http.client
 import logging
 import math
@@ -18,6 +19,7 @@ import shutil
 import sys
 import tempfile
 import time
+import tracemalloc
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -135,6 +137,17 @@ def rounded(value: float | None, digits: int = 3) -> float | None:
 def self_cpu_seconds() -> float:
     """CPU seconds of the bench process (emulator, fake bot and load generators)."""
     return cpu_seconds(os.getpid())
+
+
+def peak_mb(work: Callable[[], object]) -> float:
+    """The peak of Python allocations while ``work`` runs, in MB (tracemalloc: exact, not timed)."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        work()
+        return tracemalloc.get_traced_memory()[1] / 1e6
+    finally:
+        tracemalloc.stop()
 
 
 def bench_app(

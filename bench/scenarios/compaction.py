@@ -12,11 +12,10 @@ import gc
 import shutil
 import tempfile
 import time
-import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
-from bench.harness import Deadline, Options, rounded
+from bench.harness import Deadline, Options, peak_mb, rounded
 from channel.wechatcom_kf.store.json_store import JsonFileStore
 
 NAME = "compaction"
@@ -38,17 +37,12 @@ def _filled_store(directory: str, ids: int) -> JsonFileStore:
 
 def _measure(work: Callable[[], object], traced: bool) -> float:
     """Peak MB of ``work`` (traced) or its CPU seconds."""
+    if traced:
+        return peak_mb(work)
     gc.collect()
-    if not traced:
-        started = time.process_time()
-        work()
-        return time.process_time() - started
-    tracemalloc.start()
-    try:
-        work()
-        return tracemalloc.get_traced_memory()[1] / 1e6
-    finally:
-        tracemalloc.stop()
+    started = time.process_time()
+    work()
+    return time.process_time() - started
 
 
 def _one_pass(ids: int, traced: bool) -> tuple[float, float]:

@@ -47,11 +47,13 @@ def settled_answer_parts(
     plain = markdown_to_plain(customer_text(complete))
     # The last converted line may still change (a setext underline or a table's delimiter row may
     # follow it), unless a blank line ended it: then no later line reaches back.
-    if not _ENDS_WITH_BLANK_LINE.search(complete):
+    paragraph_ended = _ENDS_WITH_BLANK_LINE.search(complete) is not None
+    if not paragraph_ended:
         plain = plain[: plain.rfind("\n")] if "\n" in plain else ""
     settled = settled_parts(plain, max_bytes, budget)
-    if _ENDS_WITH_BLANK_LINE.search(complete) and _PROSE_LINE.fullmatch(so_far[len(complete) :]):
-        settled = max(settled, _before_prose_line(plain, so_far[len(complete) :], max_bytes, budget), key=len)
+    being_written = so_far[len(complete) :]
+    if paragraph_ended and _PROSE_LINE.fullmatch(being_written):
+        settled = max(settled, _before_prose_line(plain, being_written, max_bytes, budget), key=len)
     return settled
 
 

@@ -6,13 +6,12 @@ Measured with tracemalloc (deterministic, not timed). With every record built at
 
 from __future__ import annotations
 
-import gc
-import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from bench.harness import peak_mb
 from channel.wechatcom_kf.store.json_store import JsonFileStore
 
 KF = "wkMEM"
@@ -30,18 +29,8 @@ def filled(tmp_path: Path) -> Iterator[JsonFileStore]:
     store.close()
 
 
-def _peak_mb(work: Callable[[], object]) -> float:
-    gc.collect()
-    tracemalloc.start()
-    try:
-        work()
-        return tracemalloc.get_traced_memory()[1] / 1e6
-    finally:
-        tracemalloc.stop()
-
-
 def test_compaction_does_not_hold_every_done_id_as_an_object(filled: JsonFileStore) -> None:
-    peak = _peak_mb(filled.compact)
+    peak = peak_mb(filled.compact)
     print(f"compaction of {IDS} done ids: peak {peak:.1f} MB")
     assert filled.journal.lines == IDS
     assert peak < 8.0
@@ -50,7 +39,7 @@ def test_compaction_does_not_hold_every_done_id_as_an_object(filled: JsonFileSto
 def test_loading_a_large_journal_streams_it(filled: JsonFileStore, tmp_path: Path) -> None:
     filled.close()
     reopened: list[JsonFileStore] = []
-    peak = _peak_mb(lambda: reopened.append(JsonFileStore(tmp_path)))
+    peak = peak_mb(lambda: reopened.append(JsonFileStore(tmp_path)))
     print(f"load of {IDS} done ids: peak {peak:.1f} MB")
     store = reopened[0]
     assert store.journal.compact_count == 1  # the dead lines were dropped on the way
