@@ -20,10 +20,10 @@ from typing import Any
 from channel.wechatcom_kf.store.done_ids import digest
 from channel.wechatcom_kf.store.journal import JOURNAL_NAME
 from sandbox.harness import free_port
-from tests.redis_helpers import RedisServer, redis_binary
+from tests.redis_helpers import PortTaken, RedisServer, redis_binary
 from tests.redis_helpers import wait_for as wait_until
 
-__all__ = ["RedisServer", "free_port", "redis_binary", "wait_until"]
+__all__ = ["PortTaken", "RedisServer", "free_port", "redis_binary", "wait_until"]
 
 KF = "wkAAAA"
 KF2 = "wkBBBB"

@@ -27,6 +27,7 @@ from channel.wechatcom_kf.store.redis_store import RedisStore
 from tests.channel.wechatcom_kf.store.store_helpers import (
     LONG,
     Call,
+    PortTaken,
     RedisServer,
     free_port,
     ids,
@@ -61,8 +62,11 @@ class Cluster:
     def __init__(self, workdir: Path, node_timeout_ms: int) -> None:
         self.workdir = workdir
         self.node_timeout_ms = node_timeout_ms
-        self.ports = [free_port() for _ in range(3)]
-        self.bus_ports = [free_port() for _ in range(3)]
+        chosen: list[int] = []
+        while len(chosen) < 6:  # six distinct ports: free_port may hand out one twice
+            if (port := free_port()) not in chosen:
+                chosen.append(port)
+        self.ports, self.bus_ports = chosen[:3], chosen[3:]
         self.servers: list[RedisServer | None] = [None, None, None]
 
     @property
@@ -81,6 +85,16 @@ class Cluster:
         cluster_args += ("--cluster-node-timeout", str(self.node_timeout_ms))
         self.servers[index] = RedisServer(self.workdir, cluster_args, port=port).start()
 
+    def start_new_node(self, index: int) -> None:
+        """The first start: if a port was taken since ``free_port`` chose it, choose both again (a
+        restart keeps its ports, which the other nodes know)."""
+        for _attempt in range(5):
+            try:
+                return self.start_node(index)
+            except PortTaken:
+                self.ports[index], self.bus_ports[index] = free_port(), free_port()
+        pytest.fail(f"cluster node {index} found no free loopback ports in 5 tries")
+
     def stop_node(self, index: int) -> None:
         server, self.servers[index] = self.servers[index], None
         if server is not None:
@@ -95,7 +109,7 @@ class Cluster:
 
     def _create(self) -> Cluster:
         for index in range(3):
-            self.start_node(index)
+            self.start_new_node(index)
         nodes = [self.node(i) for i in range(3)]
         nodes[0].execute_command("CLUSTER", "ADDSLOTS", SLOTS[0])
         nodes[1].execute_command("CLUSTER", "ADDSLOTS", SLOTS[1])
