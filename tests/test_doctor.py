@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 
 import config
-from channel.wechatcom_kf import doctor_checks as checks
+from channel.wechatcom_kf import doctor_model
 from channel.wechatcom_kf.doctor import CHECKS, run_doctor
-from channel.wechatcom_kf.doctor_checks import ip_in_errmsg, token_failure
+from channel.wechatcom_kf.doctor_wecom import ip_in_errmsg, token_failure
 from channel.wechatcom_kf.errors import KfApiError
 from channel.wechatcom_kf.store import JsonFileStore
 from sandbox.emulator import WeComEmulator
@@ -196,10 +196,10 @@ def test_the_bot_names_and_defaults_agree_with_the_runtime():
     from models.openai_http import DEFAULT_API_BASE
     from models.providers import DEFAULT_MODEL
 
-    assert {checks.ECHO, *checks.OPENAI_BOT_TYPES} <= {name.lower() for name in KNOWN_BOT_TYPES}
-    assert checks.DEFAULT_MODEL_BASE == DEFAULT_API_BASE
+    assert {doctor_model.ECHO, *doctor_model.OPENAI_BOT_TYPES} <= {name.lower() for name in KNOWN_BOT_TYPES}
+    assert doctor_model.DEFAULT_MODEL_BASE == DEFAULT_API_BASE
     # An empty `model` is the preset's default; without a preset, this one.
-    assert config.defaults()["model"] == "" and DEFAULT_MODEL == checks.DEFAULT_MODEL
+    assert config.defaults()["model"] == "" and DEFAULT_MODEL == doctor_model.DEFAULT_MODEL
 
 
 def runtime_doctor(tmp_path: Path, values: dict[str, Any]) -> tuple[int, dict[str, str]]:

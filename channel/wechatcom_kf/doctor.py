@@ -6,8 +6,9 @@ One line per check, Chinese and English, with the fix when something is wrong::
     [FAIL] 令牌 gettoken: wechatcom_kf_secret 无效 / ... → 修复 fix: 把 wechatcom_kf_secret 设为 ... / ...
 
 The exit code is 1 when any check failed, else 0 (warnings and skips do not fail: a check is skipped
-only when one it needs failed). The checks are in ``doctor_checks.py``; nothing here starts the
-channel, pulls messages or sends any.
+only when one it needs failed). The checks are in ``doctor_local.py``, ``doctor_wecom.py`` and
+``doctor_model.py``, what they share in ``doctor_results.py``; nothing here starts the channel, pulls
+messages or sends any.
 """
 
 from __future__ import annotations
@@ -17,20 +18,10 @@ import sys
 from collections.abc import Callable
 from typing import TextIO
 
-from .doctor_checks import (
-    FAIL,
-    Context,
-    Result,
-    bilingual,
-    check_accounts,
-    check_ffmpeg,
-    check_model,
-    check_port,
-    check_service_states,
-    check_settings,
-    check_state,
-    check_token,
-)
+from .doctor_local import check_ffmpeg, check_port, check_settings, check_state
+from .doctor_model import check_model
+from .doctor_results import FAIL, Context, Result, bilingual
+from .doctor_wecom import check_accounts, check_service_states, check_token
 from .host import HostConfig
 from .redaction import redact
 
