@@ -249,6 +249,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(401, "missing bearer token", "invalid_api_key")
             return
         fail = self.fake._enter_call()
+        self._in_call = True
         try:
             latency = self.fake.latency
             if latency > 0 and self.fake._stopping.wait(latency):
@@ -263,6 +264,13 @@ class _Handler(BaseHTTPRequestHandler):
             logger.debug("fake-openai: client gone: %s", type(exc).__name__)
             self.close_connection = True
         finally:
+            self._end_call()
+
+    def _end_call(self) -> None:
+        """The call is over once its answer starts to leave (before the client can see it and call
+        again): counted out then, or at the latest when the handler returns."""
+        if getattr(self, "_in_call", False):
+            self._in_call = False
             self.fake._leave_call()
 
     def _route_safely(self, route: Callable[[bytes], None], raw: bytes) -> None:
@@ -324,6 +332,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
             if pace:
                 time.sleep(len(choice["delta"].get("content", "")) / pace)
+        self._end_call()
         self.wfile.write(b"data: [DONE]\n\n")
 
     def _transcribe(self, raw: bytes) -> None:
@@ -373,6 +382,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
+        self._end_call()
         self.end_headers()
         self.wfile.write(data)
 
