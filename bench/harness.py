@@ -150,6 +150,21 @@ def peak_mb(work: Callable[[], object]) -> float:
         tracemalloc.stop()
 
 
+def retained_mb(build: Callable[[], object]) -> float:
+    """What ``build``'s result still holds once built, in MB (tracemalloc: exact, not timed)."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        kept = build()
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    del kept
+    return held / 1e6
+
+
 def bench_app(
     emu: WeComEmulator,
     overrides: dict[str, Any] | None = None,

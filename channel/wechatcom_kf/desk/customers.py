@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..errors import KfError
-from ..expiring import ExpiringMap
+from ..expiring import ExpiringKeys, ExpiringMap
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ class _CustomerApi(Protocol):
     def batchget_customer(self, external_userids: list[str]) -> dict[str, dict[str, Any]]: ...
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CustomerInfo:
     external_userid: str
     nickname: str
@@ -48,7 +48,7 @@ class CustomerDirectory:
     def __init__(self, api: _CustomerApi, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._api = api
         self._known: ExpiringMap[CustomerInfo] = ExpiringMap(INFO_TTL_SECONDS, MAX_CUSTOMERS, clock)
-        self._failed: ExpiringMap[bool] = ExpiringMap(FAILED_TTL_SECONDS, MAX_CUSTOMERS, clock)
+        self._failed = ExpiringKeys(FAILED_TTL_SECONDS, MAX_CUSTOMERS, clock)
         self._cond = threading.Condition()
         self._asked: dict[str, None] = {}  # ids waiting for a call, in the order asked
         self._calling = False  # a batchget is out
@@ -82,7 +82,7 @@ class CustomerDirectory:
         info = self._known.get(external_userid)
         if info is not None:
             return True, info
-        return bool(self._failed.get(external_userid)), None
+        return external_userid in self._failed, None
 
     def _fetch(self, batch: list[str]) -> dict[str, CustomerInfo]:
         """Ask WeCom for ``batch`` and remember what it said about each (never raises)."""
@@ -96,7 +96,7 @@ class CustomerDirectory:
         for user in batch:
             raw = raws.get(user)
             if raw is None:
-                self._failed.set(user, True)
+                self._failed.add(user)
                 continue
             found[user] = CustomerInfo(user, _nickname(raw.get("nickname")), _gender(raw.get("gender")))
             self._known.set(user, found[user])

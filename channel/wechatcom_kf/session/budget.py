@@ -9,7 +9,7 @@ is rebuilt from the messages pulled again, and sends refused as duplicates still
 counted the original).
 
 Memory stays flat (invariant 9): a customer's entry expires 48 h after its last activity (WeCom's send
-window; ``ExpiringMap``), the number of entries is capped (least recently active first), and an entry
+window; ``ExpiringRecords``), the number of entries is capped (least recently active first), and an entry
 keeps only the send times that still count, i.e. those since about the customer's latest message.
 """
 
@@ -19,9 +19,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from ..expiring import ExpiringMap
+from ..expiring import ExpiringRecords
 
 logger = logging.getLogger(__name__)
 
@@ -36,10 +36,14 @@ CustomerKey = tuple[str, str]  # (open_kfid, external_userid)
 
 @dataclass(slots=True)
 class _Customer:
+    """Kept for every customer of the last 48 h, so it stays small: an answered customer holds a float
+    and a short tuple (the empty tuple and None cost nothing of their own)."""
+
     latest_message_time: float = 0.0
-    send_times: list[float] = field(default_factory=list)  # only those that can still count
+    expires_at: float = 0.0  # set by the ledger's ExpiringRecords
+    send_times: tuple[float, ...] = ()  # only those that can still count
     # unanswered msgid -> the turn it will be answered in (its own msgid until held with others)
-    waiting: dict[str, str] = field(default_factory=dict)
+    waiting: dict[str, str] | None = None
 
 
 class BudgetLedger:
@@ -55,7 +59,7 @@ class BudgetLedger:
         self._clock = clock
         self._lock = threading.Lock()
         # An entry expires 48 h after the customer's last message or send (WeCom's send window).
-        self._customers: ExpiringMap[_Customer] = ExpiringMap(WINDOW_SECONDS, max_customers, clock)
+        self._customers: ExpiringRecords[_Customer] = ExpiringRecords(WINDOW_SECONDS, max_customers, clock)
 
     def note_message(self, key: CustomerKey, msgid: str, send_time: float) -> None:
         """Record a pulled customer message: it re-opens the allowance and waits for an answer."""
@@ -64,10 +68,11 @@ class BudgetLedger:
             customer.latest_message_time = max(customer.latest_message_time, float(send_time))
             # Sends before the second of the latest message no longer count (see _sends_since_latest).
             since = int(customer.latest_message_time)
-            customer.send_times = [t for t in customer.send_times if t >= since]
-            customer.waiting.setdefault(msgid, msgid)
-            while len(customer.waiting) > MAX_WAITING:
-                del customer.waiting[next(iter(customer.waiting))]
+            customer.send_times = tuple(t for t in customer.send_times if t >= since)
+            waiting = customer.waiting = customer.waiting or {}
+            waiting.setdefault(msgid, msgid)
+            while len(waiting) > MAX_WAITING:
+                del waiting[next(iter(waiting))]
 
     def latest_message_time(self, key: CustomerKey) -> float | None:
         """Send time of the customer's latest message seen (the 48 h send window starts there)."""
@@ -88,11 +93,12 @@ class BudgetLedger:
             certain, maybe = self._sends_since_latest(customer)
             own = min(max(0, own_sends), maybe)
             certain, maybe = certain + own, maybe - own
-            waiting = list(customer.waiting)
+            turn_of = customer.waiting or {}
+            waiting = list(turn_of)
             positions = [i for i, mid in enumerate(waiting) if mid in turn]
             last = max(positions) if positions else -1
             # Each later turn still waiting will need at least one send of the same pool.
-            later_turns = {customer.waiting[mid] for mid in waiting[last + 1 :] if mid not in turn}
+            later_turns = {turn_of[mid] for mid in waiting[last + 1 :] if mid not in turn}
             later = len(later_turns) if positions else 0
             room = self._per_message - certain - later
             if room < 1:
@@ -115,7 +121,7 @@ class BudgetLedger:
             return
         with self._lock:
             customer = self._customers.get(key)
-            if customer is None:
+            if customer is None or customer.waiting is None:
                 return
             for msgid in ids:
                 if msgid in customer.waiting:
@@ -128,17 +134,18 @@ class BudgetLedger:
         now = self._clock()
         with self._lock:
             customer = self._touch(key)
-            customer.send_times.extend([now] * count)
-            del customer.send_times[:-MAX_SEND_TIMES]
+            customer.send_times = (*customer.send_times, *([now] * count))[-MAX_SEND_TIMES:]
 
     def answered(self, key: CustomerKey, msgids: Iterable[str]) -> None:
         """The turn answering ``msgids`` is over (sent, dropped or silent)."""
         with self._lock:
             customer = self._customers.get(key)
-            if customer is None:
+            if customer is None or customer.waiting is None:
                 return
             for msgid in msgids:
                 customer.waiting.pop(msgid, None)
+            if not customer.waiting:
+                customer.waiting = None  # an emptied dict keeps its table
 
     def _sends_since_latest(self, customer: _Customer) -> tuple[int, int]:
         """(sends certainly after the latest message, sends in the same second as it)."""

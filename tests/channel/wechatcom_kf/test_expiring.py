@@ -1,10 +1,12 @@
-"""ExpiringMap and ExpiringKeys: TTL from the last set, a bound on keys, an injected clock."""
+"""ExpiringMap, ExpiringKeys and ExpiringRecords: TTL from the last set, a bound on keys, an injected
+clock."""
 
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 
-from channel.wechatcom_kf.expiring import ExpiringKeys, ExpiringMap
+from channel.wechatcom_kf.expiring import ExpiringKeys, ExpiringMap, ExpiringRecords
 
 WAIT = 5.0
 
@@ -125,6 +127,31 @@ def test_expiring_keys_is_a_set() -> None:
     assert "m1" not in keys and len(keys) == 1
     clock.now += 10
     assert "m3" not in keys and len(keys) == 0
+
+
+@dataclass
+class _Record:
+    count: int = 0
+    expires_at: float = 0.0
+
+
+def test_expiring_records_carry_their_own_expiry() -> None:
+    clock = FakeClock()
+    records: ExpiringRecords[_Record] = ExpiringRecords(ttl=10.0, max_keys=2, clock=clock)
+    first = _Record()
+    records.set("wm1", first)
+    assert records.get("wm1") is first and first.expires_at == 1010.0
+    clock.now += 6
+    first.count += 1
+    records.set("wm1", first)  # touched: 10 s again, and the most recent
+    records.set("wm2", _Record())
+    records.set("wm3", _Record())  # the bound drops the least recently set: wm1
+    assert records.get("wm1") is None and len(records) == 2
+    records.set("wm1", first)
+    clock.now += 9.99
+    assert records.get("wm1") is first and first.count == 1 and first.expires_at == 1016.0
+    clock.now += 0.01
+    assert records.get("wm1") is None and "wm1" not in records and len(records) == 0
 
 
 def test_the_bound_holds_under_concurrent_writers() -> None:
