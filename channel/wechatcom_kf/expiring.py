@@ -95,7 +95,7 @@ class ExpiringKeys(_Expiring[float]):
         return entry
 
     def add(self, key: Hashable) -> None:
-        self._put(key, float)
+        self._put(key, lambda expires_at: expires_at)  # the entry is its expiry time
 
 
 class ExpiringRecords(_Expiring[R]):
